@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Source this file: it makes sure the system packages and the Python environment exist, then
+# activates the environment. The venv lives outside the clone, keyed by pyproject.toml and the
+# Python version, so a warm run reuses it and a cold one builds it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export INFERPLANE_CACHE="${INFERPLANE_CACHE:-$HOME/.cache/inferplane}"
+mkdir -p "$INFERPLANE_CACHE"
+PYTHON="${PYTHON:-python3}"
+
+need_apt=()
+for pkg in libgomp1 wrk; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+    echo "inferplane: installing Debian packages: ${need_apt[*]}" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >&2
+fi
+
+key="$("$PYTHON" -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-12)"
+VENV="$INFERPLANE_CACHE/venv-$key"
+(
+    flock 9
+    if [ ! -f "$VENV/.complete" ]; then
+        echo "inferplane: building the Python environment in $VENV (one time, a few minutes)" >&2
+        rm -rf "$VENV"
+        "$PYTHON" -m venv "$VENV"
+        "$VENV/bin/pip" install -q --upgrade pip >&2
+        "$VENV/bin/pip" install -q -e "$ROOT[dev]" >&2
+        touch "$VENV/.complete"
+    fi
+    # The editable install points at this checkout (CI clones elsewhere): refresh it, cheaply.
+    if ! "$VENV/bin/python" -c 'import inferplane, sys, os; sys.exit(0 if os.path.realpath(inferplane.__file__).startswith(os.path.realpath(sys.argv[1])) else 1)' "$ROOT" 2>/dev/null; then
+        "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >&2
+    fi
+) 9>"$INFERPLANE_CACHE/.venv.lock"
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+set +euo pipefail
