@@ -24,7 +24,14 @@ def test_operator_is_the_stdlib_module() -> None:
 
 
 def test_top_level_layout() -> None:
-    for name in ("pyproject.toml", "operator/inferplane", "runtime-images", "crds", "charts", "tests"):
+    for name in (
+        "pyproject.toml",
+        "operator/inferplane",
+        "runtime-images",
+        "crds",
+        "charts",
+        "tests",
+    ):
         assert (ROOT / name).exists(), name
 
 

@@ -52,7 +52,8 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--device", type=click.Choice(DEVICES[1:]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES[1:]),
+              help="Device class (default: the artifact manifest's, else cpu).")
 @click.option("--network", help="module:callable returning the nn.Cell (checkpoint sources).")
 @click.option("--input", "inputs", multiple=True, help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32")
 @click.option("--max-batch-size", type=click.IntRange(1), default=1, show_default=True,
@@ -77,6 +78,8 @@ def serve(**options: Any) -> None:
 @click.option("--network", help="module:callable returning the nn.Cell (checkpoints).")
 @click.option("--input", "inputs", multiple=True, help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32")
 @click.option("--to", "target", type=click.Choice(TARGETS), required=True)
+@click.option("--device", type=click.Choice(DEVICES[1:]),
+              help="Device class the artifact is for (default: by target, e.g. onnx -> cpu).")
 @click.option("--device-spec", help="GPU product (tensorrt) or SoC version (om), e.g. Ascend310P3.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--batch", help="min,opt,max batch of the dynamic profile, e.g. 1,8,32.")

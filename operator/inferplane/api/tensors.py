@@ -36,7 +36,9 @@ class TensorSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=253, description="Tensor name, as the model names it.")
+    name: str = Field(
+        min_length=1, max_length=253, description="Tensor name, as the model names it."
+    )
     datatype: Datatype = Field(description="Element type, in V2 protocol names (FP32, INT64, ...).")
     shape: list[int] = Field(
         description="Dimensions; -1 marks a dynamic one (the first is usually the batch).",

@@ -1,0 +1,55 @@
+{{/* SPDX-License-Identifier: Apache-2.0 */}}
+
+{{/*
+The operator's settings as INFERPLANE_* environment variables, one per field of
+OperatorSettings (operator/inferplane/control/settings.py; tests/charts checks the names against
+it). Mappings and lists are JSON, as pydantic-settings reads them. No credential ever appears
+here: only the Secret's name, which the operator hands on to pods as envFrom.secretRef.
+*/}}
+{{- define "inferplane.operatorEnv" -}}
+{{- $root := . -}}
+- name: INFERPLANE_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: INFERPLANE_NAMESPACES
+  value: {{ .Values.watchNamespaces | toJson | quote }}
+- name: INFERPLANE_PEERING
+  value: {{ include "inferplane.peeringName" . | quote }}
+{{- range $name := list "cpu" "mindspore" "nvidia" "ascend" "edge" }}
+- name: INFERPLANE_IMAGE_{{ upper $name }}
+  value: {{ include "inferplane.image" (dict "image" (index $root.Values.images $name) "root" $root) | quote }}
+{{- end }}
+- name: INFERPLANE_IMAGE_PULL_POLICY
+  value: {{ .Values.images.pullPolicy | quote }}
+- name: INFERPLANE_IMAGE_PULL_SECRETS
+  value: {{ .Values.images.pullSecrets | toJson | quote }}
+- name: INFERPLANE_STORE
+  value: {{ include "inferplane.storeURI" . | quote }}
+{{- with .Values.store.s3.credentialsSecret }}
+- name: INFERPLANE_STORE_SECRET
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.store.s3.endpoint }}
+- name: INFERPLANE_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+- name: INFERPLANE_PVC_ROOT
+  value: {{ .Values.store.pvc.mountRoot | quote }}
+- name: INFERPLANE_CONVERSION_LABELS
+  value: {{ .Values.conversion.labels | toJson | quote }}
+- name: INFERPLANE_JOB_BACKOFF_LIMIT
+  value: {{ .Values.conversion.backoffLimit | quote }}
+- name: INFERPLANE_JOB_DEADLINE_S
+  value: {{ .Values.conversion.deadlineSeconds | quote }}
+- name: INFERPLANE_JOB_TTL_S
+  value: {{ .Values.conversion.ttlSecondsAfterFinished | quote }}
+- name: INFERPLANE_CONVERSION_RESOURCES
+  value: {{ .Values.conversion.resources | toJson | quote }}
+- name: INFERPLANE_SERVER_PORT
+  value: {{ .Values.servers.port | quote }}
+- name: INFERPLANE_SERVER_RESOURCES
+  value: {{ .Values.servers.resources | toJson | quote }}
+- name: INFERPLANE_RUNTIME_CLASSES
+  value: {{ .Values.runtimeClasses | toJson | quote }}
+- name: INFERPLANE_CLUSTER_DOMAIN
+  value: {{ .Values.clusterDomain | quote }}
+{{- end }}

@@ -1,0 +1,550 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Kubernetes manifests as plain dicts: conversion Jobs, server Deployments, Services, HPAs, PDBs.
+
+Pure and keyword-only: every input is an argument, nothing reads the environment or the API.
+Every pod runs under the ``restricted`` Pod Security Standard (non-root, no privilege escalation,
+all capabilities dropped, RuntimeDefault seccomp, read-only root filesystem with an emptyDir /tmp).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inferplane.api import v1alpha1
+from inferplane.control import naming
+from inferplane.control.inventory import ACCELERATOR_LABELS, EDGE_ROLE_LABEL, Taint
+from inferplane.control.settings import OperatorSettings
+from inferplane.devices import ArtifactFormat, BackendName, DeviceClass
+
+Manifest = dict[str, Any]
+
+MODELS_DIR = "/models"
+NETWORK_DIR = "/network"
+NETWORK_CODE_DIR = "/code"
+"""Where an image named by spec.source.image keeps the network's Python code."""
+TERMINATION_LOG = "/dev/termination-log"
+RUN_AS = 65532
+INFLIGHT_METRIC = "inferplane_in_flight_requests"
+"""The server's gauge of requests in flight (serving/metrics.py), for HPA pods metrics."""
+
+FETCH_PROGRAM = (
+    "import sys, pathlib; from inferplane.artifacts import store; "
+    "print(store.open_store(sys.argv[1]).fetch(sys.argv[2], pathlib.Path(sys.argv[3])))"
+)
+"""The init container's program: fetch one artifact from the store into the models volume."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a pod may run: the device resource, node labels and taints of its pool."""
+
+    device_class: DeviceClass
+    resource: str | None = None
+    selector: Mapping[str, str] | None = None
+    taints: Sequence[Taint] = ()
+    runtime_class: str | None = None
+
+
+def pod_security_context() -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pvc_claim(uri: str | None) -> str | None:
+    if uri and uri.startswith("pvc://"):
+        return urllib.parse.urlparse(uri).netloc
+    return None
+
+
+def store_location(store: str, key: str) -> str:
+    """The URI of an artifact in the store (``<store>/<key>``)."""
+    return f"{store.rstrip('/')}/{key}"
+
+
+def artifact_path(*, store: str, key: str, pvc_root: str) -> str:
+    """Where the server finds the artifact directory inside its pod."""
+    claim = _pvc_claim(store)
+    if claim is not None:
+        rest = urllib.parse.urlparse(store).path.strip("/")
+        return "/".join(p for p in (pvc_root.rstrip("/"), claim, rest, key) if p)
+    if store.startswith("s3://"):
+        return f"{MODELS_DIR}/{key}"
+    local = store[len("file://") :] if store.startswith("file://") else store
+    return f"{local.rstrip('/')}/{key}"
+
+
+def _volumes(claims: Sequence[str], *, pvc_root: str) -> tuple[list[Manifest], list[Manifest]]:
+    """Volumes and mounts: a writable /tmp and each PVC the pod reads or writes."""
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]
+    for claim in dict.fromkeys(claims):
+        name = naming.dns_label("pvc", claim)
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": name, "mountPath": f"{pvc_root.rstrip('/')}/{claim}"})
+    return volumes, mounts
+
+
+def _store_env(settings: OperatorSettings) -> tuple[list[Manifest], list[Manifest]]:
+    env = [{"name": "INFERPLANE_PVC_ROOT", "value": settings.pvc_root}]
+    if settings.s3_endpoint:
+        env.append({"name": "INFERPLANE_S3_ENDPOINT", "value": settings.s3_endpoint})
+    env_from = [{"secretRef": {"name": settings.store_secret}}] if settings.store_secret else []
+    return env, env_from
+
+
+def _schedule(placement: Placement) -> Manifest:
+    """nodeSelector, tolerations, affinity and runtimeClassName of a pod spec."""
+    spec: Manifest = {}
+    if placement.selector:
+        spec["nodeSelector"] = dict(placement.selector)
+    if placement.taints:
+        spec["tolerations"] = [t.toleration() for t in placement.taints]
+    if placement.runtime_class:
+        spec["runtimeClassName"] = placement.runtime_class
+    if placement.device_class is DeviceClass.CPU:
+        keep_off = [*ACCELERATOR_LABELS, EDGE_ROLE_LABEL]
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": k, "operator": "DoesNotExist"} for k in keep_off
+                            ]
+                        }
+                    ]
+                }
+            }
+        }
+    return spec
+
+
+def resources(
+    *,
+    base: Mapping[str, Any],
+    device_resource: str | None,
+    override: v1alpha1.ResourceRequirements | None = None,
+) -> Manifest:
+    """Container resources: defaults, one device of the pool's resource, then the override."""
+    out: Manifest = {k: dict(v) for k, v in base.items()}
+    if device_resource:
+        for part in ("requests", "limits"):
+            out.setdefault(part, {})[device_resource] = 1
+    if override is not None:
+        for part in ("requests", "limits"):
+            extra = getattr(override, part)
+            if extra:
+                out.setdefault(part, {}).update(extra)
+    return out
+
+
+def convert_args(
+    *,
+    spec: v1alpha1.InferenceModelSpec,
+    model: str,
+    target_format: ArtifactFormat,
+    device_class: DeviceClass,
+    product: str | None,
+    precision: str,
+    batch: tuple[int, int, int] | None,
+    store: str,
+) -> list[str]:
+    """``inferplane convert`` argv for one target (see the convert command in cli.py)."""
+    source = spec.source
+    args = ["inferplane", "convert", "--source", source.uri, "--format", source.format.value]
+    if source.network:
+        args += ["--network", source.network]
+    for tensor in source.inputs:
+        args += ["--input", str(tensor)]
+    args += ["--to", target_format.value, "--device", device_class.value]
+    if product:
+        args += ["--device-spec", product]
+    args += ["--precision", precision]
+    if batch:
+        args += ["--batch", ",".join(map(str, batch))]
+    args += ["--store", store, "--name", model]
+    if source.sha256:
+        args += ["--sha256", source.sha256]
+    check = spec.verification
+    args += ["--samples", str(check.samples)]
+    if check.atol is not None:
+        args += ["--atol", repr(check.atol)]
+    if check.rtol is not None:
+        args += ["--rtol", repr(check.rtol)]
+    if check.validation:
+        args += ["--validation", check.validation]
+        args += ["--max-accuracy-drop", repr(check.max_accuracy_drop)]
+    return [*args, "--json"]
+
+
+def _network_code(image: str | None, settings: OperatorSettings) -> tuple[list[Manifest], Manifest]:
+    """Init container copying the network's code out of spec.source.image, and its mount."""
+    if not image:
+        return [], {}
+    init = {
+        "name": "network-code",
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["cp", "-R", f"{NETWORK_CODE_DIR}/.", NETWORK_DIR],
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "network", "mountPath": NETWORK_DIR}],
+    }
+    return [init], {"name": "network", "mountPath": NETWORK_DIR, "readOnly": True}
+
+
+def job(
+    *,
+    name: str,
+    namespace: str,
+    owners: Sequence[Manifest],
+    spec: v1alpha1.InferenceModelSpec,
+    model: str,
+    target_format: ArtifactFormat,
+    placement: Placement,
+    product: str | None,
+    precision: str,
+    batch: tuple[int, int, int] | None,
+    key_hint: str,
+    settings: OperatorSettings,
+) -> Manifest:
+    """A conversion Job: ``inferplane convert`` in the tool's image, results to the store.
+
+    The container writes its result (the artifact key) to the termination log; a failure's last
+    log lines become the termination message (FallbackToLogsOnError), surfaced in the status.
+    TensorRT engines are built on a node of the GPU product they target, with one GPU.
+    """
+    labels = naming.conversion_labels(placement.device_class, product)
+    claims = [
+        c
+        for c in map(_pvc_claim, (spec.source.uri, spec.verification.validation, settings.store))
+        if c
+    ]
+    volumes, mounts = _volumes(claims, pvc_root=settings.pvc_root)
+    env, env_from = _store_env(settings)
+    env.append({"name": "INFERPLANE_TERMINATION_LOG", "value": TERMINATION_LOG})
+    init, network_mount = _network_code(spec.source.image, settings)
+    if network_mount:
+        volumes.append({"name": "network", "emptyDir": {}})
+        mounts.append(network_mount)
+        env.append({"name": "PYTHONPATH", "value": NETWORK_DIR})
+    on_device = target_format is ArtifactFormat.TENSORRT
+    container: Manifest = {
+        "name": "convert",
+        "image": settings.conversion_image(target_format),
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": convert_args(
+            spec=spec,
+            model=model,
+            target_format=target_format,
+            device_class=placement.device_class,
+            product=product,
+            precision=precision,
+            batch=batch,
+            store=settings.store,
+        ),
+        "env": env,
+        "resources": resources(
+            base=settings.conversion_resources,
+            device_resource=placement.resource if on_device else None,
+        ),
+        "securityContext": container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+    }
+    if init:
+        pod_spec["initContainers"] = init
+    if on_device:
+        pod_spec.update(_schedule(placement))
+    else:
+        pod_spec.update(_schedule(Placement(DeviceClass.CPU)))
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {naming.KEY_ANNOTATION: key_hint},
+            "ownerReferences": list(owners),
+        },
+        "spec": {
+            "backoffLimit": settings.job_backoff_limit,
+            "activeDeadlineSeconds": settings.job_deadline_s,
+            "ttlSecondsAfterFinished": settings.job_ttl_s,
+            "template": {
+                "metadata": {"labels": {**labels, **settings.conversion_labels}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def serve_args(
+    *,
+    directory: str,
+    model: str,
+    backend: BackendName,
+    device_class: DeviceClass,
+    batching: v1alpha1.Batching,
+    port: int,
+) -> list[str]:
+    """``inferplane serve`` argv for one pool (see the serve command in cli.py)."""
+    return [
+        "inferplane", "serve", directory,
+        "--name", model,
+        "--host", "0.0.0.0",
+        "--port", str(port),
+        "--backend", backend.value,
+        "--device", device_class.value,
+        "--max-batch-size", str(batching.max_batch_size),
+        "--max-queue-delay-ms", repr(batching.max_delay_ms),
+        "--log-level", "info",
+    ]  # fmt: skip
+
+
+def deployment(
+    *,
+    name: str,
+    namespace: str,
+    owner: Manifest,
+    model: str,
+    spec: v1alpha1.InferenceModelSpec,
+    placement: Placement,
+    product: str | None,
+    backend: BackendName,
+    key: str,
+    settings: OperatorSettings,
+) -> Manifest:
+    """One server pool: ``inferplane serve`` on the artifact, on nodes of the pool's device.
+
+    The artifact comes from the store: an init container fetches it for s3://, a pvc:// store is
+    mounted read-only. A new artifact changes the pod template, so it rolls out with
+    maxUnavailable 0: old pods go only when new ones are ready. Replicas are left to the HPA
+    when the spec allows scaling (min < max).
+    """
+    labels = naming.pool_labels(model, name, placement.device_class, product)
+    selector = naming.pool_selector(model, name)
+    directory = artifact_path(store=settings.store, key=key, pvc_root=settings.pvc_root)
+    claim = _pvc_claim(settings.store)
+    volumes, mounts = _volumes([claim] if claim else [], pvc_root=settings.pvc_root)
+    if claim:
+        for mount in mounts[1:]:
+            mount["readOnly"] = True
+    init: list[Manifest] = []
+    if settings.store.startswith("s3://"):
+        env, env_from = _store_env(settings)
+        volumes.append({"name": "models", "emptyDir": {}})
+        mounts.append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+        fetch: Manifest = {
+            "name": "fetch-artifact",
+            "image": settings.server_image(placement.device_class, backend),
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": ["python", "-c", FETCH_PROGRAM, settings.store, key, MODELS_DIR],
+            "env": env,
+            "securityContext": container_security_context(),
+            "volumeMounts": [
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "models", "mountPath": MODELS_DIR},
+            ],
+        }
+        if env_from:
+            fetch["envFrom"] = env_from
+        init.append(fetch)
+    port = settings.server_port
+    probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 2}
+    container: Manifest = {
+        "name": "server",
+        "image": settings.server_image(placement.device_class, backend),
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": serve_args(
+            directory=directory,
+            model=model,
+            backend=backend,
+            device_class=placement.device_class,
+            batching=spec.batching,
+            port=port,
+        ),
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "resources": resources(
+            base=settings.server_resources,
+            device_resource=placement.resource,
+            override=spec.device_options.get(placement.device_class).resources,
+        ),
+        "readinessProbe": _probe(probe, "/v2/health/ready", failures=3),
+        "livenessProbe": _probe(probe, "/v2/health/live", failures=3),
+        "startupProbe": _probe({**probe, "periodSeconds": 5}, "/v2/health/live", failures=120),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+    }
+    pod_spec: Manifest = {
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+        **_schedule(placement),
+    }
+    if init:
+        pod_spec["initContainers"] = init
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    deployment_spec: Manifest = {
+        "selector": {"matchLabels": selector},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {
+            "metadata": {
+                "labels": labels,
+                "annotations": {
+                    naming.KEY_ANNOTATION: key,
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(port),
+                    "prometheus.io/path": "/metrics",
+                },
+            },
+            "spec": pod_spec,
+        },
+    }
+    if spec.replicas.min == spec.replicas.max:
+        deployment_spec["replicas"] = spec.replicas.min
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {naming.KEY_ANNOTATION: key},
+            "ownerReferences": [owner],
+        },
+        "spec": deployment_spec,
+    }
+
+
+def _probe(base: Manifest, path: str, *, failures: int) -> Manifest:
+    return {**base, "httpGet": {**base["httpGet"], "path": path}, "failureThreshold": failures}
+
+
+def service(
+    *,
+    name: str,
+    namespace: str,
+    owner: Manifest,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+    port: int,
+) -> Manifest:
+    """A ClusterIP Service on port 80 (and the server's own port) in front of server pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(selector),
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {"name": "http-direct", "port": port, "targetPort": "http", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def hpa(
+    *,
+    name: str,
+    namespace: str,
+    owner: Manifest,
+    labels: Mapping[str, str],
+    replicas: v1alpha1.Replicas,
+) -> Manifest:
+    """An autoscaling/v2 HPA on CPU utilisation or on requests in flight per pod."""
+    if replicas.metric is v1alpha1.ScalingMetric.CPU:
+        metric: Manifest = {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": replicas.effective_target},
+            },
+        }
+    else:
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": INFLIGHT_METRIC},
+                "target": {"type": "AverageValue", "averageValue": str(replicas.effective_target)},
+            },
+        }
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": replicas.min,
+            "maxReplicas": replicas.max,
+            "metrics": [metric],
+        },
+    }
+
+
+def pdb(
+    *,
+    name: str,
+    namespace: str,
+    owner: Manifest,
+    labels: Mapping[str, str],
+    selector: Mapping[str, str],
+) -> Manifest:
+    """At most one server pod of a pool voluntarily disrupted at a time (drains still proceed)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": [owner],
+        },
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
+    }

@@ -1,0 +1,419 @@
+# SPDX-License-Identifier: Apache-2.0
+"""kopf wiring: watch events enqueue models; a worker reconciles one model at a time.
+
+kopf provides the watches (with bookmarks), peering (of several replicas one is active) and the
+liveness endpoint. The reconcile of a model — validate → observe → plan → apply → status — runs
+in our own small work queue rather than in kopf's change handlers: it is level-based (the same
+result whatever event woke it), keeps no progress annotations on the objects (no extra writes), and
+one queue deduplicates bursts of events. What wakes a model: any event on it, on a Job or
+Deployment it owns, a change of the cluster's device pools (Nodes), and a periodic resync.
+
+Writes are kept to what changed: objects carry a hash of the manifest last applied and are applied
+again only when it differs; the status is patched only when it differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from inferplane import errors
+from inferplane.api import v1alpha1
+from inferplane.artifacts import store as store_mod
+from inferplane.control import kube as kube_mod
+from inferplane.control import naming, observed, planner
+from inferplane.control.inventory import Inventory
+from inferplane.control.settings import OperatorSettings
+
+log = logging.getLogger("inferplane.operator")
+
+APPLIED_ANNOTATION = "inferplane.io/applied-hash"
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+)
+WORKERS = 8
+RESYNC_S = 300.0
+MAX_BACKOFF_S = 60.0
+
+
+@dataclass
+class Runtime:
+    """Everything the handlers share; built once at start-up, kept in kopf's memo."""
+
+    settings: OperatorSettings
+    kube: kube_mod.Kube
+    nodes: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    inventory: Inventory = field(default_factory=Inventory)
+    queue: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
+    pending: set[tuple[str, str]] = field(default_factory=set)
+    known: set[tuple[str, str]] = field(default_factory=set)
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    reconciles: int = 0
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self.known.add(key)
+        if key not in self.pending:
+            self.pending.add(key)
+            self.queue.put_nowait(key)
+
+    def refresh_inventory(self) -> bool:
+        """Rebuild the inventory; True when the device pools changed."""
+        new = Inventory.from_nodes(self.nodes.values())
+        changed = _pools_signature(new) != _pools_signature(self.inventory)
+        self.inventory = new
+        return changed
+
+
+def _pools_signature(inventory: Inventory) -> list[tuple[Any, ...]]:
+    return [(p.device_class, p.product, p.has_capacity, p.taints) for p in inventory.pools]
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    return naming.digest(json.dumps(manifest, sort_keys=True, separators=(",", ":")), 16)
+
+
+def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    annotations = manifest["metadata"].setdefault("annotations", {})
+    annotations.pop(APPLIED_ANNOTATION, None)
+    annotations[APPLIED_ANNOTATION] = manifest_hash(manifest)
+    return manifest
+
+
+def _status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning ``old`` into ``new`` (top-level keys; lists replace whole)."""
+    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    patch.update({k: None for k in old if k not in new})
+    return patch
+
+
+async def _lookup_artifacts(
+    rt: Runtime, spec: v1alpha1.InferenceModelSpec, targets: list[planner.Target]
+) -> dict[str, observed.Artifact]:
+    """Store lookups for the keys the operator can compute itself (spec.source.sha256 given)."""
+    keys = [planner.known_key(spec, planner.target_options(spec, t)) for t in targets]
+    wanted = [k for k in keys if k]
+    if not wanted:
+        return {}
+    store = store_mod.open_store(rt.settings.store)
+    found = {}
+    for key in wanted:
+        try:
+            manifest = await asyncio.to_thread(store.lookup, key)
+        except errors.StoreError as exc:
+            log.warning("store lookup of %s failed: %s", key, exc)
+            continue
+        if manifest is not None:
+            found[key] = observed.Artifact.from_manifest(manifest)
+    return found
+
+
+async def _result_from_log(rt: Runtime, pod: dict[str, Any]) -> None:
+    """A succeeded conversion pod whose termination message holds no result: read the manifest
+    ``inferplane convert --json`` printed from its log, and treat it as the message."""
+    if pod.get("status", {}).get("phase") != "Succeeded":
+        return
+    for status in pod["status"].get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if not terminated or observed.parse_result(terminated.get("message")):
+            continue
+        meta = pod["metadata"]
+        try:
+            log_text = await rt.kube.logs(
+                meta["name"], namespace=meta["namespace"], container=status["name"]
+            )
+        except errors.KubeError as exc:
+            log.info("no log of %s: %s", meta["name"], exc)
+            continue
+        result = observed.result_from_log(log_text)
+        if result is not None:
+            terminated["message"] = json.dumps({"key": result.key, "sha256": result.sha256})
+            if result.verification is not None:
+                terminated["message"] = json.dumps(
+                    {
+                        "key": result.key,
+                        "sha256": result.sha256,
+                        "verification": result.verification.model_dump(mode="json"),
+                    }
+                )
+
+
+async def _observe(
+    rt: Runtime,
+    model: planner.Model,
+    spec: v1alpha1.InferenceModelSpec,
+    targets: list[planner.Target],
+) -> tuple[observed.Observed, dict[tuple[str, str], str | None]]:
+    kube = rt.kube
+    jobs = []
+    for name in planner.conversion_jobs(spec, targets):
+        job = await kube.get("batch/v1", "Job", name, namespace=model.namespace)
+        if job is not None:
+            jobs.append(job)
+    pods: list[dict[str, Any]] = []
+    for job in jobs:
+        conditions = job.get("status", {}).get("conditions") or []
+        if any(c.get("status") == "True" for c in conditions):
+            found = await kube.list(
+                "v1", "Pod", namespace=model.namespace, labels={"job-name": job["metadata"]["name"]}
+            )
+            for pod in found:
+                await _result_from_log(rt, pod)
+            pods += found
+    selector = {naming.MODEL_LABEL: naming.label_value(model.name)}
+    owned = []
+    deployments = []
+    for api_version, kind in CHILD_KINDS:
+        for item in await kube.list(api_version, kind, namespace=model.namespace, labels=selector):
+            refs = item["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") == model.uid for r in refs):
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                owned.append(item)
+                if kind == "Deployment":
+                    deployments.append(item)
+    artifacts = await _lookup_artifacts(rt, spec, targets)
+    seen = observed.from_objects(
+        jobs=jobs,
+        pods=pods,
+        deployments=deployments,
+        owned=owned,
+        artifacts=artifacts,
+        key_annotation=naming.KEY_ANNOTATION,
+    )
+    hashes = {
+        (o["kind"], o["metadata"]["name"]): (o["metadata"].get("annotations") or {}).get(
+            APPLIED_ANNOTATION
+        )
+        for o in owned
+    }
+    return seen, hashes
+
+
+async def _post_event(rt: Runtime, body: Mapping[str, Any], event: planner.Event) -> None:
+    meta = body["metadata"]
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": v1alpha1.API_VERSION,
+            "kind": v1alpha1.KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message[:1024],
+        "source": {"component": "inferplane-operator"},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "reportingComponent": "inferplane-operator",
+    }
+    try:
+        await rt.kube.create(manifest)
+    except errors.KubeError as exc:
+        log.warning("posting event %s failed: %s", event.reason, exc)
+
+
+async def _invalid(rt: Runtime, body: Mapping[str, Any], problem: str) -> None:
+    """A spec the API server let through but the models reject: Failed, once, no retries."""
+    meta = body["metadata"]
+    old = body.get("status") or {}
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    condition = {
+        "type": "Ready", "status": "False", "reason": "InvalidSpec", "message": problem,
+        "lastTransitionTime": now, "observedGeneration": meta.get("generation"),
+    }  # fmt: skip
+    new = {
+        "phase": "Failed",
+        "conditions": [condition],
+        "observedGeneration": meta.get("generation"),
+    }
+    if old.get("phase") == "Failed" and old.get("observedGeneration") == meta.get("generation"):
+        return
+    await rt.kube.patch_status(
+        v1alpha1.API_VERSION, v1alpha1.KIND, meta["name"], namespace=meta["namespace"],
+        status=_status_patch(old, new),
+    )  # fmt: skip
+    await _post_event(rt, body, planner.Event("Warning", "InvalidSpec", problem))
+
+
+async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
+    """validate → observe → plan → apply → status, for one InferenceModel."""
+    rt.reconciles += 1
+    body = await rt.kube.get(v1alpha1.API_VERSION, v1alpha1.KIND, name, namespace=namespace)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        rt.known.discard((namespace, name))
+        return  # owner references let the garbage collector remove the children
+    try:
+        spec = v1alpha1.validate_spec(body.get("spec"))
+    except errors.SpecError as exc:
+        await _invalid(rt, body, str(exc))
+        return
+    try:
+        previous = v1alpha1.InferenceModelStatus.model_validate(body.get("status") or {})
+    except ValueError:
+        previous = None
+    model = planner.Model.from_body(body)
+    targets, _ = planner.choose(spec, rt.inventory)
+    seen, hashes = await _observe(rt, model, spec, targets)
+    plan = planner.plan(
+        model=model,
+        spec=spec,
+        inventory=rt.inventory,
+        observed=seen,
+        previous=previous,
+        settings=rt.settings,
+        now=datetime.now(UTC),
+    )
+    for manifest in plan.apply:
+        manifest = _with_hash(manifest)
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        if hashes.get(key) == manifest["metadata"]["annotations"][APPLIED_ANNOTATION]:
+            continue
+        try:
+            await rt.kube.apply(manifest, manager=naming.FIELD_MANAGER)
+        except errors.KubeError as exc:
+            if manifest["kind"] == "Job" and exc.status == 422:
+                log.warning("job %s exists with another template: %s", key[1], exc)
+                continue
+            raise
+    for api_version, kind, child in plan.delete:
+        await rt.kube.delete(api_version, kind, child, namespace=namespace)
+    old = body.get("status") or {}
+    patch = _status_patch(old, plan.status)
+    if patch:
+        await rt.kube.patch_status(
+            v1alpha1.API_VERSION, v1alpha1.KIND, name, namespace=namespace, status=patch
+        )
+    for event in plan.events:
+        await _post_event(rt, body, event)
+
+
+async def _worker(rt: Runtime) -> None:
+    while True:
+        key = await rt.queue.get()
+        rt.pending.discard(key)
+        try:
+            await reconcile(rt, *key)
+            rt.failures.pop(key, None)
+        except errors.InferplaneError as exc:
+            count = rt.failures.get(key, 0) + 1
+            rt.failures[key] = count
+            delay = min(MAX_BACKOFF_S, 0.5 * 2**count)
+            log.warning("reconcile %s/%s failed (retry in %.1fs): %s", *key, delay, exc)
+            asyncio.get_running_loop().call_later(delay, rt.enqueue, *key)
+        except Exception:
+            log.exception("reconcile %s/%s crashed", *key)
+            asyncio.get_running_loop().call_later(MAX_BACKOFF_S, rt.enqueue, *key)
+
+
+async def _resync(rt: Runtime) -> None:
+    while True:
+        await asyncio.sleep(RESYNC_S)
+        for key in list(rt.known):
+            rt.enqueue(*key)
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
+
+
+@kopf.on.startup()
+async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    config = OperatorSettings()
+    settings.peering.name = config.peering
+    settings.posting.enabled = False
+    kube = await kube_mod.Kube(kube_mod.load_config()).__aenter__()
+    rt = Runtime(config, kube)
+    for node in await kube.list("v1", "Node"):
+        rt.nodes[node["metadata"]["name"]] = node
+    rt.refresh_inventory()
+    rt.tasks = [asyncio.create_task(_worker(rt)) for _ in range(WORKERS)]
+    rt.tasks.append(asyncio.create_task(_resync(rt)))
+    memo.runtime = rt
+    log.info("inferplane operator started: %d device pools", len(rt.inventory.pools))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    rt = _runtime(memo)
+    for task in rt.tasks:
+        task.cancel()
+    await rt.kube.__aexit__()
+
+
+@kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
+async def model_event(*, memo: Any, namespace: str | None, name: str, type: str, **_: Any) -> None:
+    rt = _runtime(memo)
+    if type == "DELETED":
+        rt.known.discard((namespace or "", name))
+        return
+    rt.enqueue(namespace or "", name)
+
+
+def _enqueue_owners(rt: Runtime, namespace: str, body: Mapping[str, Any]) -> None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == v1alpha1.KIND and ref.get("apiVersion", "").startswith(
+            v1alpha1.GROUP
+        ):
+            rt.enqueue(namespace, ref["name"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": naming.MANAGED_BY})
+async def job_event(*, memo: Any, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    _enqueue_owners(_runtime(memo), namespace or "", body)
+
+
+@kopf.on.event(
+    "apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": naming.MANAGED_BY}
+)
+async def deployment_event(*, memo: Any, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    _enqueue_owners(_runtime(memo), namespace or "", body)
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: Any) -> None:
+    rt = _runtime(memo)
+    if type == "DELETED":
+        rt.nodes.pop(name, None)
+    else:
+        rt.nodes[name] = dict(body)
+    if rt.refresh_inventory():
+        log.info("device pools changed: re-planning %d models", len(rt.known))
+        for key in list(rt.known):
+            rt.enqueue(*key)
+
+
+def run(
+    *, namespaces: tuple[str, ...] = (), liveness: str | None = None, standalone: bool = False
+) -> None:
+    """``inferplane operator``: run until SIGTERM/SIGINT."""
+    watch = list(namespaces) or OperatorSettings().namespaces
+    started = time.monotonic()
+    kopf.configure(verbose=False)
+    kopf.run(
+        clusterwide=not watch,
+        namespaces=watch,
+        liveness_endpoint=liveness,
+        standalone=standalone,
+        peering_name=OperatorSettings().peering,
+    )
+    log.info("operator stopped after %.0f s", time.monotonic() - started)

@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Nodes → device pools: which device classes the cluster has, of which products, how many.
+
+Pure: it reads Node objects (plain dicts, as the API returns them) and never calls anything. A
+pool is every schedulable, ready node of one device class and one product (GPU product as GPU
+feature discovery labels it, Ascend chip as the device plugin labels it), with what the nodes can
+give (devices, or CPU millicores for cpu/edge pools) and the taints a pod must tolerate there.
+
+Classification, from the resources and labels real clusters carry (FACTS.md):
+
+- ``huawei.com/Ascend910*`` allocatable → ascend910, product ``node.kubernetes.io/npu.chip.name``;
+- ``huawei.com/Ascend310P`` / ``huawei.com/Ascend310`` → ascend310, product the SoC version
+  (``Ascend`` + chip name, e.g. ``Ascend310P3``, as ATC's ``--soc_version`` names it);
+- ``nvidia.com/gpu`` → nvidia, product ``nvidia.com/gpu.product``;
+- ``node-role.kubernetes.io/edge`` (KubeEdge) → edge; everything else → cpu.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferplane.devices import PREFERENCE, DeviceClass
+
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+NPU_CHIP_LABEL = "node.kubernetes.io/npu.chip.name"
+EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+NVIDIA_RESOURCE = "nvidia.com/gpu"
+ASCEND910_RESOURCE = "huawei.com/Ascend910"
+ASCEND310_RESOURCES = ("huawei.com/Ascend310P", "huawei.com/Ascend310")
+ACCELERATOR_LABELS = ("nvidia.com/gpu.present", GPU_PRODUCT_LABEL, NPU_CHIP_LABEL, "accelerator")
+"""Labels that mark accelerator nodes; CPU pools keep off nodes that carry any of them."""
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str
+    value: str | None = None
+
+    def toleration(self) -> dict[str, str]:
+        """The toleration that lets a pod onto nodes with this taint."""
+        if self.value is None:
+            return {"key": self.key, "operator": "Exists", "effect": self.effect}
+        return {"key": self.key, "operator": "Equal", "value": self.value, "effect": self.effect}
+
+
+@dataclass(frozen=True)
+class DevicePool:
+    """Nodes of one device class and product."""
+
+    device_class: DeviceClass
+    product: str | None = None
+    """GPU product (A100-SXM4-40GB) or Ascend SoC version (Ascend310P3); None for cpu/edge."""
+    allocatable: int = 0
+    """Devices the pool's nodes offer, or CPU millicores for cpu and edge pools."""
+    nodes: tuple[str, ...] = ()
+    taints: tuple[Taint, ...] = ()
+    """Distinct NoSchedule/NoExecute taints of the pool's nodes."""
+    resource: str | None = None
+    """The extended resource a server pod requests (nvidia.com/gpu, huawei.com/Ascend310P)."""
+    selector: Mapping[str, str] = field(default_factory=dict)
+    """Node labels that pick exactly this pool's nodes (beyond the resource request)."""
+
+    @property
+    def has_capacity(self) -> bool:
+        return self.allocatable > 0
+
+
+def _quantity_milli(value: Any) -> int:
+    """A CPU quantity in millicores ("2", "500m", 2)."""
+    text = str(value)
+    if text.endswith("m"):
+        return int(float(text[:-1]))
+    suffixes = {"k": 10**3, "M": 10**6, "G": 10**9}
+    if text[-1:] in suffixes:
+        return int(float(text[:-1]) * suffixes[text[-1]] * 1000)
+    return int(float(text) * 1000)
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def _soc_version(chip: str | None, resource: str) -> str:
+    if chip:
+        return chip if chip.lower().startswith("ascend") else f"Ascend{chip}"
+    return resource.rsplit("/", 1)[-1]
+
+
+def _usable(node: Mapping[str, Any]) -> bool:
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    for condition in node.get("status", {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return True
+
+
+def classify(node: Mapping[str, Any]) -> DevicePool:
+    """The one-node pool a Node belongs to (class, product, what it offers, its taints)."""
+    meta = node.get("metadata", {})
+    labels: Mapping[str, str] = meta.get("labels") or {}
+    allocatable: Mapping[str, Any] = node.get("status", {}).get("allocatable") or {}
+    taints = tuple(
+        Taint(t["key"], t["effect"], t.get("value") or None)
+        for t in node.get("spec", {}).get("taints") or []
+        if t.get("effect") in ("NoSchedule", "NoExecute")
+    )
+    name = str(meta.get("name", ""))
+    chip = labels.get(NPU_CHIP_LABEL)
+    ascend910 = [r for r in allocatable if r.startswith(ASCEND910_RESOURCE)]
+    if ascend910 and _count(allocatable[ascend910[0]]) > 0:
+        resource = ASCEND910_RESOURCE if ASCEND910_RESOURCE in ascend910 else sorted(ascend910)[0]
+        selector = {NPU_CHIP_LABEL: chip} if chip else {}
+        return DevicePool(
+            DeviceClass.ASCEND910, chip, _count(allocatable[resource]), (name,), taints,
+            resource, selector,
+        )  # fmt: skip
+    for resource in ASCEND310_RESOURCES:
+        if _count(allocatable.get(resource, 0)) > 0:
+            selector = {NPU_CHIP_LABEL: chip} if chip else {}
+            return DevicePool(
+                DeviceClass.ASCEND310, _soc_version(chip, resource),
+                _count(allocatable[resource]), (name,), taints, resource, selector,
+            )  # fmt: skip
+    if _count(allocatable.get(NVIDIA_RESOURCE, 0)) > 0:
+        product = labels.get(GPU_PRODUCT_LABEL)
+        selector = {GPU_PRODUCT_LABEL: product} if product else {}
+        return DevicePool(
+            DeviceClass.NVIDIA, product, _count(allocatable[NVIDIA_RESOURCE]), (name,), taints,
+            NVIDIA_RESOURCE, selector,
+        )  # fmt: skip
+    cpu = _quantity_milli(allocatable.get("cpu", 0))
+    if EDGE_ROLE_LABEL in labels:
+        return DevicePool(DeviceClass.EDGE, None, cpu, (name,), taints, None, {EDGE_ROLE_LABEL: ""})
+    return DevicePool(DeviceClass.CPU, None, cpu, (name,), taints)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The cluster's device pools, best class first, then by product name."""
+
+    pools: tuple[DevicePool, ...] = ()
+
+    @classmethod
+    def from_pools(cls, pools: Iterable[DevicePool]) -> Inventory:
+        """An inventory from pools built by hand (local mode detects its own devices)."""
+        order = {c: i for i, c in enumerate(PREFERENCE)}
+        return cls(tuple(sorted(pools, key=lambda p: (order[p.device_class], p.product or ""))))
+
+    @classmethod
+    def from_nodes(cls, nodes: Iterable[Mapping[str, Any]]) -> Inventory:
+        """Group usable Nodes (schedulable, not NotReady) into pools by class and product."""
+        merged: dict[tuple[DeviceClass, str | None], DevicePool] = {}
+        for node in nodes:
+            if not _usable(node):
+                continue
+            one = classify(node)
+            key = (one.device_class, one.product)
+            seen = merged.get(key)
+            if seen is None:
+                merged[key] = one
+                continue
+            merged[key] = DevicePool(
+                one.device_class,
+                one.product,
+                seen.allocatable + one.allocatable,
+                seen.nodes + one.nodes,
+                seen.taints + tuple(t for t in one.taints if t not in seen.taints),
+                seen.resource or one.resource,
+                {k: v for k, v in seen.selector.items() if one.selector.get(k) == v},
+            )
+        return cls.from_pools(merged.values())
+
+    def pools_of(self, device_class: DeviceClass) -> list[DevicePool]:
+        """The pools of one class that have capacity."""
+        return [p for p in self.pools if p.device_class is device_class and p.has_capacity]
+
+    def classes(self) -> list[DeviceClass]:
+        """Classes with capacity, best first."""
+        return [c for c in PREFERENCE if self.pools_of(c)]
+
+    def products(self, device_class: DeviceClass) -> list[str]:
+        """Distinct products of a class with capacity, sorted."""
+        return sorted({p.product for p in self.pools_of(device_class) if p.product})
+
+    def allocatable(self, device_class: DeviceClass) -> int:
+        return sum(p.allocatable for p in self.pools_of(device_class))

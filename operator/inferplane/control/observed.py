@@ -1,0 +1,213 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What the operator saw, as plain data: the planner's input besides the spec and the inventory.
+
+Pure: ``kube.py`` lists the objects and the handlers pass them to ``from_objects``; nothing here
+talks to the API. The result of a conversion travels in the Job pod's termination message: a JSON
+object with at least ``key`` (the artifact key in the store); the full artifact manifest
+(``inferplane.json``) is accepted too. Anything else in the message of a failed pod is the error.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferplane.api import v1alpha1
+from inferplane.artifacts.manifest import ArtifactManifest
+
+
+class JobPhase(enum.StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A converted artifact the operator knows of: its key, file digest and parity numbers."""
+
+    key: str
+    sha256: str | None = None
+    verification: v1alpha1.TargetVerification | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest: ArtifactManifest) -> Artifact:
+        entry = next((f for f in manifest.files if f.path == manifest.entrypoint), None)
+        check = manifest.verification
+        accuracy = manifest.accuracy
+        return cls(
+            key=manifest.key,
+            sha256=entry.sha256 if entry else None,
+            verification=v1alpha1.TargetVerification(
+                verified=check.verified,
+                reason=check.reason or None,
+                max_abs_error=check.max_abs_error,
+                max_rel_error=check.max_rel_error,
+                accuracy=accuracy.converted if accuracy else None,
+                reference_accuracy=accuracy.reference if accuracy else None,
+            ),
+        )
+
+
+def parse_result(message: str | None) -> Artifact | None:
+    """The artifact a conversion pod reported in its termination message, or None."""
+    if not message:
+        return None
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+        return None
+    try:
+        return Artifact.from_manifest(ArtifactManifest.model_validate(data))
+    except ValueError:
+        pass
+    verification = data.get("verification")
+    try:
+        check = (
+            v1alpha1.TargetVerification.model_validate(verification)
+            if isinstance(verification, dict)
+            else None
+        )
+    except ValueError:
+        check = None
+    sha = data.get("sha256")
+    return Artifact(
+        key=data["key"], sha256=sha if isinstance(sha, str) else None, verification=check
+    )
+
+
+def result_from_log(log: str) -> Artifact | None:
+    """The manifest ``inferplane convert --json`` printed last in a pod's log (stderr progress
+    lines come before it): the fallback when the termination message holds no result."""
+    lines = log.splitlines()
+    for start in range(len(lines) - 1, -1, -1):
+        if lines[start].strip() == "{":
+            return parse_result("\n".join(lines[start:]))
+    return None
+
+
+@dataclass(frozen=True)
+class JobState:
+    name: str
+    phase: JobPhase
+    message: str = ""
+    """The conversion pod's termination message (result JSON, or the error)."""
+    owners: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def result(self) -> Artifact | None:
+        return parse_result(self.message) if self.phase is JobPhase.SUCCEEDED else None
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """A server Deployment as observed."""
+
+    name: str
+    key: str | None
+    """The artifact key its pod template serves."""
+    replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    up_to_date: bool = False
+    """The controller has seen the latest template and every pod runs it."""
+
+
+@dataclass(frozen=True)
+class Child:
+    """An object this model owns (Deployment, Service, HPA, PDB)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    pools: Mapping[str, PoolState] = field(default_factory=dict)
+    children: tuple[Child, ...] = ()
+    artifacts: Mapping[str, Artifact] = field(default_factory=dict)
+    """Artifacts found in the store by key (lookups the operator could make itself)."""
+
+
+def _job_phase(job: Mapping[str, Any]) -> JobPhase:
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return JobPhase.SUCCEEDED
+        if condition.get("type") == "Failed":
+            return JobPhase.FAILED
+    return JobPhase.RUNNING
+
+
+def _termination_message(pods: Iterable[Mapping[str, Any]], job: str) -> str:
+    """The newest terminated message among a Job's pods (its last attempt)."""
+    found: list[tuple[str, str]] = []
+    for pod in pods:
+        if pod.get("metadata", {}).get("labels", {}).get("job-name") != job:
+            continue
+        for status in pod.get("status", {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if terminated:
+                found.append((terminated.get("finishedAt") or "", terminated.get("message") or ""))
+    found.sort()
+    return found[-1][1].strip() if found else ""
+
+
+def _job_failure_reason(job: Mapping[str, Any]) -> str:
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}".strip()
+    return ""
+
+
+def from_objects(
+    *,
+    jobs: Iterable[Mapping[str, Any]] = (),
+    pods: Iterable[Mapping[str, Any]] = (),
+    deployments: Iterable[Mapping[str, Any]] = (),
+    owned: Iterable[Mapping[str, Any]] = (),
+    artifacts: Mapping[str, Artifact] | None = None,
+    key_annotation: str = "inferplane.io/artifact-key",
+) -> Observed:
+    """Observed state from raw API objects (as dicts)."""
+    pods = list(pods)
+    job_states = {}
+    for job in jobs:
+        name = job["metadata"]["name"]
+        phase = _job_phase(job)
+        message = _termination_message(pods, name)
+        if phase is JobPhase.FAILED and not message:
+            message = _job_failure_reason(job)
+        owners = tuple(job["metadata"].get("ownerReferences") or ())
+        job_states[name] = JobState(name, phase, message, owners)
+    pools = {}
+    for deployment in deployments:
+        meta = deployment["metadata"]
+        status = deployment.get("status") or {}
+        wanted = (deployment.get("spec") or {}).get("replicas", 1)
+        updated = int(status.get("updatedReplicas") or 0)
+        up_to_date = (
+            status.get("observedGeneration", 0) >= meta.get("generation", 0)
+            and updated >= wanted
+            and int(status.get("replicas") or 0) == updated
+        )
+        pools[meta["name"]] = PoolState(
+            name=meta["name"],
+            key=(meta.get("annotations") or {}).get(key_annotation),
+            replicas=int(status.get("replicas") or 0),
+            ready_replicas=int(status.get("readyReplicas") or 0),
+            updated_replicas=updated,
+            up_to_date=up_to_date,
+        )
+    children = tuple(
+        Child(o.get("apiVersion", ""), o.get("kind", ""), o["metadata"]["name"]) for o in owned
+    )
+    return Observed(job_states, pools, children, dict(artifacts or {}))

@@ -1,0 +1,634 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The pure centre: spec + inventory (+ what exists) → targets, conversions, pools and status.
+
+``choose_targets(spec, inventory)`` decides which device targets serve a model, best first, and
+why; the local mode calls it directly. ``plan(...)`` builds on it for the operator: a conversion
+Job per target whose artifact is not known yet, a server pool (Deployment, Services, HPA, PDB)
+per target whose artifact is, the children to delete, the status and the Events to post.
+
+Choosing targets:
+
+- ``devices: [auto]``: every class the cluster has capacity for, best first (``PREFERENCE``).
+- an explicit list is an ordered preference: the first class with capacity serves; each class
+  passed over is named in the target's ``reason`` (the fallback).
+- a TensorRT engine is built per GPU product present, an OM file per Ascend SoC version present
+  (both run only where they were built); ``deviceOptions.<class>.products`` narrows that list.
+- a class the source cannot be converted for (e.g. ascend910 needs MindIR, which an ONNX file
+  cannot become) is passed over with that reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from inferplane import errors
+from inferplane.api import v1alpha1
+from inferplane.artifacts.manifest import TargetOptions, artifact_key
+from inferplane.control import builders, naming
+from inferplane.control.inventory import DevicePool, Inventory, Taint
+from inferplane.control.observed import Artifact, JobPhase, Observed
+from inferplane.control.settings import OperatorSettings
+from inferplane.devices import PROFILES, ArtifactFormat, BackendName, DeviceClass
+
+Manifest = dict[str, Any]
+
+CONVERTIBLE: dict[ArtifactFormat, frozenset[ArtifactFormat]] = {
+    ArtifactFormat.MINDSPORE_CHECKPOINT: frozenset(
+        {
+            ArtifactFormat.ONNX,
+            ArtifactFormat.MINDIR,
+            ArtifactFormat.AIR,
+            ArtifactFormat.OM,
+            ArtifactFormat.TENSORRT,
+            ArtifactFormat.MS,
+        }
+    ),
+    ArtifactFormat.MINDIR: frozenset({ArtifactFormat.MINDIR, ArtifactFormat.MS}),
+    ArtifactFormat.ONNX: frozenset(
+        {ArtifactFormat.ONNX, ArtifactFormat.OM, ArtifactFormat.TENSORRT, ArtifactFormat.MS}
+    ),
+    ArtifactFormat.AIR: frozenset({ArtifactFormat.OM}),
+}
+"""Which artifact formats each source format can become (MindSpore export, ATC, trtexec,
+converter_lite; MindIR cannot become ONNX, and ONNX cannot become MindIR)."""
+
+PER_PRODUCT = (DeviceClass.NVIDIA, DeviceClass.ASCEND310)
+"""Classes whose artifacts are built for one product and run only there."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One device target to serve: class (and product), the artifact to make, the backend."""
+
+    device_class: DeviceClass
+    product: str | None
+    format: ArtifactFormat
+    backend: BackendName
+    reason: str
+    precision: str = "fp32"
+    resource: str | None = None
+    """The extended resource a server pod requests (None for cpu/edge)."""
+    selector: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``nvidia/T4``, ``cpu``: how status.devices names the target."""
+        return f"{self.device_class}/{self.product}" if self.product else str(self.device_class)
+
+
+def _format_for(device_class: DeviceClass, source: ArtifactFormat) -> ArtifactFormat | None:
+    """The best artifact format of the class the source can become."""
+    for fmt in PROFILES[device_class].artifacts:
+        if fmt in CONVERTIBLE[source]:
+            return fmt
+    return None
+
+
+def _merge(pools: Sequence[DevicePool]) -> tuple[str | None, Mapping[str, str], tuple[Taint, ...]]:
+    resource = next((p.resource for p in pools if p.resource), None)
+    shared = dict(pools[0].selector)
+    for pool in pools[1:]:
+        shared = {k: v for k, v in shared.items() if pool.selector.get(k) == v}
+    taints: list[Taint] = []
+    for pool in pools:
+        taints += [t for t in pool.taints if t not in taints]
+    return resource, shared, tuple(taints)
+
+
+def _targets_of_class(
+    spec: v1alpha1.InferenceModelSpec, inventory: Inventory, device_class: DeviceClass, why: str
+) -> tuple[list[Target], str | None]:
+    """The targets of one class, or none and the reason it cannot serve."""
+    profile = PROFILES[device_class]
+    pools = inventory.pools_of(device_class)
+    if not pools:
+        offered = f"no node offers {profile.resources[0]}" if profile.resources else "no node"
+        return [], f"{device_class} has no capacity ({offered})"
+    fmt = _format_for(device_class, spec.source.format)
+    if fmt is None:
+        wanted = " or ".join(f.value for f in profile.artifacts)
+        return (
+            [],
+            f"{device_class} needs {wanted}, which a {spec.source.format} source cannot become",
+        )
+    options = spec.device_options.get(device_class)
+    precision = (options.precision or v1alpha1.Precision.FP32).value
+    backend = profile.backends[profile.artifacts.index(fmt)]
+    if device_class not in PER_PRODUCT:
+        resource, selector, taints = _merge(pools)
+        return [
+            Target(device_class, None, fmt, backend, why, precision, resource, selector, taints)
+        ], None
+    present = inventory.products(device_class)
+    wanted_products = options.products or present
+    chosen = [p for p in present if p in wanted_products]
+    if not chosen:
+        return [], (
+            f"{device_class}: none of the products {', '.join(wanted_products)} is present "
+            f"(the cluster has {', '.join(present) or 'none'})"
+        )
+    targets = []
+    for product in chosen:
+        resource, selector, taints = _merge([p for p in pools if p.product == product])
+        targets.append(
+            Target(device_class, product, fmt, backend, why, precision, resource, selector, taints)
+        )
+    return targets, None
+
+
+def choose(
+    spec: v1alpha1.InferenceModelSpec, inventory: Inventory
+) -> tuple[list[Target], list[str]]:
+    """Targets best first, and the reasons each class passed over was passed over."""
+    skipped: list[str] = []
+    if spec.auto:
+        targets: list[Target] = []
+        for device_class in spec.device_classes():
+            if not inventory.pools_of(device_class):
+                continue
+            found, why_not = _targets_of_class(spec, inventory, device_class, "auto: present")
+            targets += found
+            if why_not:
+                skipped.append(why_not)
+        return targets, skipped
+    for device_class in spec.device_classes():
+        reason = (
+            f"preferred {device_class}"
+            if not skipped
+            else f"fallback to {device_class}: " + "; ".join(skipped)
+        )
+        found, why_not = _targets_of_class(spec, inventory, device_class, reason)
+        if found:
+            return found, skipped
+        if why_not:
+            skipped.append(why_not)
+    return [], skipped
+
+
+def choose_targets(spec: v1alpha1.InferenceModelSpec, inventory: Inventory) -> list[Target]:
+    """The device targets to serve, best first; PlanError when none can (saying why)."""
+    targets, skipped = choose(spec, inventory)
+    if not targets:
+        why = "; ".join(skipped) or "the cluster offers no device class"
+        raise errors.PlanError(f"no device can serve this model: {why}")
+    return targets
+
+
+def batch_profile(
+    spec: v1alpha1.InferenceModelSpec, fmt: ArtifactFormat
+) -> tuple[int, int, int] | None:
+    """min, opt, max batch for formats with a fixed shape profile (TensorRT, OM): up to the
+    server's batch size, and at least 8 (clients may send batches of their own)."""
+    if fmt not in (ArtifactFormat.TENSORRT, ArtifactFormat.OM):
+        return None
+    size = spec.batching.max_batch_size
+    return (1, max(size, 8), max(size, 32))
+
+
+def target_options(spec: v1alpha1.InferenceModelSpec, target: Target) -> TargetOptions:
+    return TargetOptions(
+        format=target.format,
+        device_class=target.device_class,
+        product=target.product,
+        precision=target.precision,
+        batch=batch_profile(spec, target.format),
+    )
+
+
+def conversion_id(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> str:
+    """Identity of one conversion: the source (digest if known, else URI) and every option the
+    convert command gets. The same source and options → the same Job, across models too."""
+    source = spec.source
+    identity = {
+        "source": source.sha256 or source.uri,
+        "format": source.format.value,
+        "network": source.network,
+        "inputs": [str(i) for i in source.inputs],
+        "image": source.image,
+        "target": options.model_dump(mode="json"),
+        "verification": spec.verification.model_dump(mode="json"),
+    }
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def known_key(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> str | None:
+    """The store key, when the operator can compute it (spec.source.sha256 given)."""
+    return artifact_key(spec.source.sha256, options) if spec.source.sha256 else None
+
+
+# --- the operator's plan --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the InferenceModel."""
+
+    type: str
+    """Normal or Warning."""
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    apply: list[Manifest]
+    """Objects to server-side apply, in order (Jobs, then Deployments, Services, HPAs, PDBs)."""
+    delete: list[tuple[str, str, str]]
+    """Owned children no longer wanted: (apiVersion, kind, name)."""
+    status: Manifest
+    """The new ``status`` (wire form)."""
+    events: list[Event]
+    targets: list[v1alpha1.TargetStatus]
+
+
+@dataclass(frozen=True)
+class Model:
+    """The identity of the InferenceModel being planned."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 1
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Model:
+        meta = body["metadata"]
+        return cls(
+            meta["name"], meta.get("namespace", "default"), meta["uid"], meta.get("generation", 1)
+        )
+
+    def owner(self, *, controller: bool = True) -> Manifest:
+        return naming.owner_reference(
+            {"metadata": {"name": self.name, "uid": self.uid}}, controller=controller
+        )
+
+
+def _previous(status: v1alpha1.InferenceModelStatus | None) -> dict[str, v1alpha1.TargetStatus]:
+    if status is None:
+        return {}
+    return {_label(t.device_class, t.product): t for t in status.targets}
+
+
+def _label(device_class: DeviceClass, product: str | None) -> str:
+    return f"{device_class}/{product}" if product else str(device_class)
+
+
+def onnx_fallback(target: Target, message: str) -> Target:
+    return Target(
+        target.device_class,
+        target.product,
+        ArtifactFormat.ONNX,
+        BackendName.ONNXRUNTIME,
+        f"TensorRT engine failed ({message.splitlines()[-1] if message else 'no message'}); "
+        "serving ONNX with ONNX Runtime",
+        target.precision,
+        target.resource,
+        target.selector,
+        target.taints,
+    )
+
+
+def conversion_jobs(spec: v1alpha1.InferenceModelSpec, targets: Sequence[Target]) -> list[str]:
+    """The Jobs the targets use (a TensorRT target's ONNX fallback too): what to observe."""
+    names = []
+    for target in targets:
+        candidates = [target]
+        if target.format is ArtifactFormat.TENSORRT:
+            candidates.append(onnx_fallback(target, ""))
+        for candidate in candidates:
+            options = target_options(spec, candidate)
+            cid = conversion_id(spec, options)
+            names.append(naming.job_name(cid, candidate.device_class, candidate.product))
+    return names
+
+
+def _job_owners(observed_owners: Sequence[Mapping[str, Any]], model: Model) -> list[Manifest]:
+    owners = [dict(o) for o in observed_owners if o.get("uid") != model.uid]
+    return [*owners, model.owner(controller=False)]
+
+
+@dataclass
+class _Work:
+    """What planning one target produced."""
+
+    status: v1alpha1.TargetStatus
+    apply: list[Manifest] = field(default_factory=list)
+    keep: list[tuple[str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def _plan_target(
+    target: Target,
+    *,
+    spec: v1alpha1.InferenceModelSpec,
+    model: Model,
+    observed: Observed,
+    previous: v1alpha1.TargetStatus | None,
+    settings: OperatorSettings,
+) -> _Work:
+    options = target_options(spec, target)
+    job = naming.job_name(conversion_id(spec, options), target.device_class, target.product)
+    key = known_key(spec, options)
+    state = observed.jobs.get(job)
+    artifact: Artifact | None = observed.artifacts.get(key) if key else None
+    if artifact is None and state is not None:
+        artifact = state.result
+    if artifact is None and previous is not None and previous.job == job and previous.key:
+        artifact = Artifact(previous.key, previous.sha256, previous.verification)
+    status = v1alpha1.TargetStatus(
+        device_class=target.device_class,
+        product=target.product,
+        format=target.format,
+        backend=target.backend.value,
+        reason=target.reason,
+        job=job,
+    )
+    work = _Work(status)
+    label = target.label
+    placement = builders.Placement(
+        target.device_class,
+        target.resource,
+        target.selector,
+        target.taints,
+        settings.runtime_classes.get(target.device_class.value),
+    )
+    if artifact is None:
+        if state is None or (state.phase is JobPhase.RUNNING and not _owns(state.owners, model)):
+            owners = _job_owners(state.owners if state else (), model)
+            work.apply.append(
+                builders.job(
+                    name=job,
+                    namespace=model.namespace,
+                    owners=owners,
+                    spec=spec,
+                    model=model.name,
+                    target_format=target.format,
+                    placement=placement,
+                    product=target.product,
+                    precision=target.precision,
+                    batch=options.batch,
+                    key_hint=key or "",
+                    settings=settings,
+                )
+            )
+        if state is not None and state.phase is JobPhase.FAILED:
+            status.phase = "Failed"
+            status.message = state.message or "the conversion Job failed"
+            if previous is None or previous.phase != "Failed" or previous.job != job:
+                work.events.append(
+                    Event("Warning", "ConversionFailed", f"{label}: {status.message}")
+                )
+        elif state is not None and state.phase is JobPhase.SUCCEEDED:
+            status.phase = "Failed"
+            status.message = (
+                "the conversion Job succeeded but reported no artifact key in its termination "
+                f"message ({state.message[:200]!r})"
+            )
+        else:
+            status.phase = "Converting"
+            if previous is None or previous.phase != "Converting" or previous.job != job:
+                work.events.append(
+                    Event(
+                        "Normal",
+                        "Converting",
+                        f"{label}: converting to {target.format} (Job {job})",
+                    )
+                )
+        return work
+    status.key = artifact.key
+    status.sha256 = artifact.sha256
+    status.verification = artifact.verification
+    status.artifact = builders.store_location(settings.store, artifact.key)
+    if previous is None or previous.key != artifact.key:
+        numbers = ""
+        if artifact.verification and artifact.verification.max_abs_error is not None:
+            numbers = f" (max abs error {artifact.verification.max_abs_error:.3g})"
+        work.events.append(
+            Event("Normal", "Converted", f"{label}: artifact {artifact.key}{numbers}")
+        )
+    pool = naming.pool_name(model.name, target.device_class, target.product)
+    labels = naming.pool_labels(model.name, pool, target.device_class, target.product)
+    selector = naming.pool_selector(model.name, pool)
+    owner = model.owner()
+    common: dict[str, Any] = {"name": pool, "namespace": model.namespace, "owner": owner}
+    work.apply.append(
+        builders.deployment(
+            **common,
+            model=model.name,
+            spec=spec,
+            placement=placement,
+            product=target.product,
+            backend=target.backend,
+            key=artifact.key,
+            settings=settings,
+        )
+    )
+    work.apply.append(
+        builders.service(**common, labels=labels, selector=selector, port=settings.server_port)
+    )
+    work.keep += [("Deployment", pool), ("Service", pool), ("PodDisruptionBudget", pool)]
+    if spec.replicas.min < spec.replicas.max:
+        work.apply.append(builders.hpa(**common, labels=labels, replicas=spec.replicas))
+        work.keep.append(("HorizontalPodAutoscaler", pool))
+    work.apply.append(builders.pdb(**common, labels=labels, selector=selector))
+    seen = observed.pools.get(pool)
+    if seen is not None:
+        status.replicas = seen.replicas
+        status.ready_replicas = seen.ready_replicas if seen.key == artifact.key else 0
+    current = seen is not None and seen.key == artifact.key and seen.up_to_date
+    if current and status.ready_replicas >= spec.replicas.min:
+        status.phase = "Ready"
+        if previous is None or previous.phase != "Ready":
+            work.events.append(
+                Event("Normal", "PoolReady", f"{label}: {status.ready_replicas} ready")
+            )
+    else:
+        status.phase = "Deploying"
+    return work
+
+
+def _owns(owners: Sequence[Mapping[str, Any]], model: Model) -> bool:
+    return any(o.get("uid") == model.uid for o in owners)
+
+
+def _condition(
+    kind: v1alpha1.ConditionType,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    previous: v1alpha1.InferenceModelStatus | None,
+    generation: int,
+    now: datetime,
+) -> v1alpha1.Condition:
+    """A condition whose lastTransitionTime moves only when its status changes."""
+    since = now
+    for old in previous.conditions if previous else []:
+        if old.type == kind and old.status == status and old.last_transition_time is not None:
+            since = old.last_transition_time
+    return v1alpha1.Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+
+
+def _conditions(
+    targets: list[v1alpha1.TargetStatus],
+    failure: str | None,
+    ready: bool,
+    *,
+    previous: v1alpha1.InferenceModelStatus | None,
+    generation: int,
+    now: datetime,
+) -> list[v1alpha1.Condition]:
+    kinds = v1alpha1.ConditionType
+    args: dict[str, Any] = {"previous": previous, "generation": generation, "now": now}
+    failed = [t for t in targets if t.phase == "Failed"]
+    converted = [t for t in targets if t.key]
+    failures = "; ".join(f"{_label(t.device_class, t.product)}: {t.message}" for t in failed)
+    if failure is not None:
+        out = [
+            _condition(kinds.CONVERTED, "False", "NoDevice", failure, **args),
+            _condition(kinds.VERIFIED, "Unknown", "NoDevice", failure, **args),
+            _condition(kinds.READY, "False", "NoDevice", failure, **args),
+        ]
+        return out
+    count = f"{len(converted)} of {len(targets)} targets converted"
+    if failed:
+        converted_cond = _condition(kinds.CONVERTED, "False", "ConversionFailed", failures, **args)
+    elif len(converted) == len(targets):
+        converted_cond = _condition(kinds.CONVERTED, "True", "Converted", count, **args)
+    else:
+        converted_cond = _condition(kinds.CONVERTED, "False", "Converting", count, **args)
+    unverified = [t for t in converted if not (t.verification and t.verification.verified)]
+    if not converted:
+        verified = _condition(kinds.VERIFIED, "Unknown", "Pending", "nothing converted yet", **args)
+    elif unverified:
+        why = "; ".join(
+            f"{_label(t.device_class, t.product)}: "
+            f"{(t.verification.reason if t.verification else None) or 'no parity result'}"
+            for t in unverified
+        )
+        verified = _condition(kinds.VERIFIED, "False", "NotVerified", why, **args)
+    else:
+        numbers = ", ".join(
+            f"{_label(t.device_class, t.product)} max abs error "
+            f"{t.verification.max_abs_error if t.verification else None}"
+            for t in converted
+        )
+        verified = _condition(kinds.VERIFIED, "True", "Verified", numbers, **args)
+    serving = [t for t in targets if t.phase == "Ready"]
+    pools = f"{len(serving)} of {len(targets)} pools ready"
+    if ready and failed:
+        ready_cond = _condition(kinds.READY, "True", "Degraded", f"{pools}; {failures}", **args)
+    elif ready:
+        ready_cond = _condition(kinds.READY, "True", "Ready", pools, **args)
+    else:
+        reason = "Failed" if failed and len(failed) == len(targets) else "NotReady"
+        ready_cond = _condition(kinds.READY, "False", reason, failures or pools, **args)
+    return [converted_cond, verified, ready_cond]
+
+
+def _phase(targets: list[v1alpha1.TargetStatus]) -> v1alpha1.Phase:
+    phases = [t.phase for t in targets]
+    if not phases or all(p == "Failed" for p in phases):
+        return v1alpha1.Phase.FAILED
+    alive = [p for p in phases if p != "Failed"]
+    if all(p == "Ready" for p in alive):
+        return v1alpha1.Phase.DEGRADED if len(alive) < len(phases) else v1alpha1.Phase.READY
+    if all(p == "Converting" for p in alive):
+        return v1alpha1.Phase.CONVERTING
+    return v1alpha1.Phase.DEPLOYING
+
+
+def plan(
+    *,
+    model: Model,
+    spec: v1alpha1.InferenceModelSpec,
+    inventory: Inventory,
+    observed: Observed,
+    previous: v1alpha1.InferenceModelStatus | None,
+    settings: OperatorSettings,
+    now: datetime,
+) -> Plan:
+    """Everything to do for one InferenceModel, and the status that results."""
+    targets, skipped = choose(spec, inventory)
+    before = _previous(previous)
+    works: list[_Work] = []
+    for target in targets:
+        work = _plan_target(
+            target, spec=spec, model=model, observed=observed,
+            previous=before.get(target.label), settings=settings,
+        )  # fmt: skip
+        if work.status.phase == "Failed" and target.format is ArtifactFormat.TENSORRT:
+            fallback = onnx_fallback(target, work.status.message or "")
+            if fallback.format in CONVERTIBLE[spec.source.format]:
+                work = _plan_target(
+                    fallback, spec=spec, model=model, observed=observed,
+                    previous=before.get(target.label), settings=settings,
+                )  # fmt: skip
+        works.append(work)
+    service_name = naming.model_service_name(model.name)
+    apply: list[Manifest] = [w for work in works for w in work.apply]
+    keep = {k for work in works for k in work.keep}
+    keep.add(("Service", service_name))
+    apply.append(
+        builders.service(
+            name=service_name,
+            namespace=model.namespace,
+            owner=model.owner(),
+            labels=naming.model_labels(model.name),
+            selector=naming.server_selector(model.name),
+            port=settings.server_port,
+        )
+    )
+    delete = [
+        (c.api_version, c.kind, c.name) for c in observed.children if (c.kind, c.name) not in keep
+    ]
+    statuses = [w.status for w in works]
+    events = [e for w in works for e in w.events]
+    failure = None
+    if not targets:
+        failure = "no device can serve this model: " + (
+            "; ".join(skipped) or "the cluster offers no device class"
+        )
+    elif skipped and not spec.auto and (previous is None or not previous.targets):
+        events.append(Event("Warning", "Fallback", targets[0].reason))
+    phase = _phase(statuses)
+    if failure and (previous is None or previous.phase != v1alpha1.Phase.FAILED):
+        events.append(Event("Warning", "NoDevice", failure))
+    ready = phase in (v1alpha1.Phase.READY, v1alpha1.Phase.DEGRADED)
+    if previous is not None and previous.phase != phase and ready:
+        events.append(Event("Normal", "Ready", f"serving on {', '.join(t.label for t in targets)}"))
+    status = v1alpha1.InferenceModelStatus(
+        phase=phase,
+        conditions=_conditions(
+            statuses, failure, ready, previous=previous, generation=model.generation, now=now
+        ),
+        observed_generation=model.generation,
+        targets=statuses,
+        devices=",".join(_label(t.device_class, t.product) for t in statuses if t.phase != "Failed")
+        or None,
+        replicas=sum(t.replicas for t in statuses),
+        ready_replicas=sum(t.ready_replicas for t in statuses),
+        selector=naming.selector_string(naming.server_selector(model.name)),
+        url=f"http://{service_name}.{model.namespace}.svc.{settings.cluster_domain}",
+    )
+    return Plan(
+        apply=apply,
+        delete=delete,
+        status=status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        events=events,
+        targets=statuses,
+    )

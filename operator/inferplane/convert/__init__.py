@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Conversion: MindSpore export, ATC, TensorRT and converter_lite, verified against a reference."""

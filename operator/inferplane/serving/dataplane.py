@@ -1,0 +1,195 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The transport-free core: health, metadata and inference over one backend.
+
+The HTTP layer hands it bytes and gets bytes back; every client mistake is a ``ProtocolError``.
+Metadata answers are serialized once, when the model is attached.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from inferplane import errors
+from inferplane.api.tensors import TensorSpec
+from inferplane.serving import codecs, protocol
+from inferplane.serving.backends.base import Backend
+from inferplane.serving.batching import Batcher
+from inferplane.serving.metrics import Metrics
+
+INLINE_BELOW_S = 0.0002
+"""Models whose warm-up run is faster than this run on the event loop thread itself."""
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_batch_size: int = 1
+    """Rows merged into one backend call (1: batching off)."""
+    max_queue_delay_s: float = 0.002
+    """How long the oldest request may wait for more rows."""
+    max_queue: int = 1024
+    """Requests waiting beyond this get 503 with Retry-After."""
+
+
+class DataPlane:
+    def __init__(self, name: str, *, version: str = "1", settings: BatchSettings) -> None:
+        self.name = name
+        self.version = version
+        self.settings = settings
+        self.metrics = Metrics(name)
+        self.server_metadata = protocol.server_metadata()
+        self.model_metadata = b""
+        self.backend: Backend | None = None
+        self.batchable = False
+        self.inline = True
+        self._batcher: Batcher | None = None
+        self._specs: dict[str, TensorSpec] = {}
+        self._outputs: set[str] = set()
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.backend is not None
+
+    def attach(self, backend: Backend, *, load_seconds: float) -> None:
+        """Make a loaded backend live: measure a warm-up run, decide batching and threading."""
+        inputs = backend.inputs
+        sample = {s.name: _zeros(s, 1) for s in inputs}
+        backend.infer(sample)
+        started = time.perf_counter()
+        backend.infer(sample)
+        self.inline = time.perf_counter() - started < INLINE_BELOW_S
+        self.batchable = (
+            self.settings.max_batch_size > 1
+            and all(s.dynamic_batch for s in inputs)
+            and _splits_rows(backend, inputs)
+        )
+        self._specs = {s.name: s for s in inputs}
+        self._outputs = {s.name for s in backend.outputs}
+        self.model_metadata = protocol.model_metadata(
+            self.name, self.version, backend.platform, inputs, backend.outputs
+        )
+        self.metrics.load_seconds = load_seconds
+        if not self.inline:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="inferplane-backend")
+        if self.batchable or not self.inline:
+            self._batcher = Batcher(
+                backend.infer,
+                max_batch_size=self.settings.max_batch_size if self.batchable else 1,
+                max_delay_s=self.settings.max_queue_delay_s if self.batchable else 0.0,
+                max_queue=self.settings.max_queue,
+                metrics=self.metrics,
+                executor=self._executor,
+            )
+            self._batcher.start()
+        self.backend = backend
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def check_model(self, name: str, version: str | None) -> None:
+        if name != self.name:
+            raise errors.ModelNotFound(f"unknown model '{name}'")
+        if version is not None and version != self.version:
+            raise errors.ModelNotFound(f"model '{name}' has no version '{version}'")
+
+    def metadata(self) -> bytes:
+        if self.backend is None:
+            raise errors.Unavailable(f"model '{self.name}' is loading")
+        return self.model_metadata
+
+    async def infer(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None]:
+        backend = self.backend
+        if backend is None:
+            raise errors.Unavailable(f"model '{self.name}' is loading")
+        request = protocol.parse_request(body, header_length)
+        rows = self._validate(request)
+        if request.outputs is not None:
+            for name, _ in request.outputs:
+                if name not in self._outputs:
+                    raise errors.ProtocolError(f"unknown output '{name}'")
+        if self._batcher is None:
+            started = time.perf_counter()
+            results = backend.infer(request.inputs)
+            metrics = self.metrics
+            metrics.compute_seconds.observe(time.perf_counter() - started)
+            metrics.batch_size.observe(rows)
+        else:
+            results = await self._batcher.submit(request.inputs, rows)
+        return protocol.encode_response(self.name, self.version, request, results)
+
+    def _validate(self, request: protocol.InferRequest) -> int:
+        """Check inputs against the signature; return the request's rows (batch dimension)."""
+        specs = self._specs
+        rows = 1
+        for name, array in request.inputs.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise errors.ProtocolError(
+                    f"unknown input '{name}' (the model takes {', '.join(specs)})"
+                )
+            if _DATATYPES[array.dtype.kind, array.dtype.itemsize] != spec.datatype.value:
+                raise errors.ProtocolError(
+                    f"input '{name}': datatype {_DATATYPES[array.dtype.kind, array.dtype.itemsize]}"
+                    f", the model takes {spec.datatype.value}"
+                )
+            shape = array.shape
+            if len(shape) != len(spec.shape) or any(
+                d != s and s != -1 for d, s in zip(shape, spec.shape, strict=True)
+            ):
+                raise errors.ProtocolError(
+                    f"input '{name}': shape {list(shape)} does not match the model's {spec.shape}"
+                )
+            if shape:
+                rows = shape[0]
+        if len(request.inputs) != len(specs):
+            missing = [n for n in specs if n not in request.inputs]
+            raise errors.ProtocolError(f"missing input '{', '.join(missing)}'")
+        if self.batchable and rows > self.settings.max_batch_size:
+            raise errors.ProtocolError(
+                f"batch of {rows} rows is over the server's max batch size "
+                f"{self.settings.max_batch_size}"
+            )
+        return rows
+
+
+_DATATYPES: dict[tuple[str, int], str] = {
+    ("b", 1): "BOOL",
+    ("u", 1): "UINT8",
+    ("u", 2): "UINT16",
+    ("u", 4): "UINT32",
+    ("u", 8): "UINT64",
+    ("i", 1): "INT8",
+    ("i", 2): "INT16",
+    ("i", 4): "INT32",
+    ("i", 8): "INT64",
+    ("f", 2): "FP16",
+    ("f", 4): "FP32",
+    ("f", 8): "FP64",
+    ("O", 8): "BYTES",
+}
+"""(numpy kind, itemsize) -> V2 datatype; a dict lookup is cheaper than hashing a dtype."""
+
+
+def _zeros(spec: TensorSpec, rows: int) -> np.ndarray:
+    shape = [rows if d == -1 and i == 0 else (1 if d == -1 else d) for i, d in enumerate(spec.shape)]
+    if spec.datatype.value == "BYTES":
+        array = np.empty(shape, dtype=object)
+        array.fill(b"")
+        return array
+    return np.zeros(shape, codecs.DTYPES[spec.datatype.value])
+
+
+def _splits_rows(backend: Backend, inputs: list[TensorSpec]) -> bool:
+    """Batching is safe only if every output's first dimension follows the rows given."""
+    two = backend.infer({s.name: _zeros(s, 2) for s in inputs})
+    return all(a.ndim > 0 and a.shape[0] == 2 for a in two.values())

@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Open Inference Protocol (KServe V2) REST messages: parsing requests, building responses.
+
+Plain dicts and slotted dataclasses rather than pydantic models: this is the per-request path,
+and validating a request costs a few microseconds here instead of tens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inferplane import __version__, errors
+from inferplane.api.tensors import TensorSpec
+from inferplane.serving import codecs
+
+SERVER_NAME = "inferplane"
+EXTENSIONS = ["binary_tensor_data"]
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """A decoded inference request: inputs as numpy arrays (views into the body when binary)."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[tuple[str, bool]] | None
+    """Requested outputs with whether each is wanted as binary; None means all."""
+    binary_output: bool
+    """The request-level ``binary_data_output`` default."""
+    parameters: dict[str, Any] | None
+    """Request parameters, accepted and passed through (none changes the computation)."""
+
+
+def server_metadata() -> bytes:
+    return orjson.dumps({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+
+
+def model_metadata(
+    name: str, version: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> bytes:
+    def tensor(spec: TensorSpec) -> dict[str, Any]:
+        return {"name": spec.name, "datatype": spec.datatype.value, "shape": list(spec.shape)}
+
+    return orjson.dumps(
+        {
+            "name": name,
+            "versions": [version],
+            "platform": platform,
+            "inputs": [tensor(s) for s in inputs],
+            "outputs": [tensor(s) for s in outputs],
+        }
+    )
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def parse_request(body: bytes, header_length: int | None) -> InferRequest:
+    """Parse a V2 infer request; ``header_length`` is ``Inference-Header-Content-Length``."""
+    view = memoryview(body)
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise errors.ProtocolError(
+            f"Inference-Header-Content-Length {header_length} does not fit a {len(body)}-byte body"
+        )
+    try:
+        message = orjson.loads(view[:header_length] if header_length is not None else view)
+    except orjson.JSONDecodeError as exc:
+        raise errors.ProtocolError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise errors.ProtocolError("request body must be a JSON object")
+    raw_inputs = message.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise errors.ProtocolError("request needs a non-empty 'inputs' list")
+    offset = header_length if header_length is not None else len(body)
+    inputs: dict[str, np.ndarray] = {}
+    for item in raw_inputs:
+        if not isinstance(item, dict):
+            raise errors.ProtocolError("each input must be an object")
+        name = item.get("name")
+        datatype = item.get("datatype")
+        shape = item.get("shape")
+        if not isinstance(name, str):
+            raise errors.ProtocolError("an input has no 'name'")
+        if name in inputs:
+            raise errors.ProtocolError(f"input '{name}' given twice")
+        if datatype not in codecs.DTYPES:
+            raise errors.ProtocolError(f"input '{name}': unknown datatype {datatype!r}")
+        params = item.get("parameters")
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is not None:
+            if header_length is None:
+                raise errors.ProtocolError(
+                    f"input '{name}': binary_data_size without Inference-Header-Content-Length"
+                )
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise errors.ProtocolError(f"input '{name}': bad binary_data_size {size!r}")
+            inputs[name] = codecs.from_binary(name, datatype, shape, view, offset, size)
+            offset += size
+        else:
+            if "data" not in item:
+                raise errors.ProtocolError(f"input '{name}': no 'data' and no binary_data_size")
+            inputs[name] = codecs.from_json(name, datatype, shape, item["data"])
+    if offset != len(body):
+        raise errors.ProtocolError(
+            f"body has {len(body) - offset} bytes beyond the tensors' binary_data_size"
+        )
+    parameters = message.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise errors.ProtocolError("'parameters' must be an object")
+    binary_output = bool(parameters.get("binary_data_output", False)) if parameters else False
+    outputs: list[tuple[str, bool]] | None = None
+    raw_outputs = message.get("outputs")
+    if raw_outputs is not None:
+        if not isinstance(raw_outputs, list):
+            raise errors.ProtocolError("'outputs' must be a list")
+        outputs = []
+        for out in raw_outputs:
+            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+                raise errors.ProtocolError("each requested output needs a 'name'")
+            oparams = out.get("parameters")
+            binary = binary_output
+            if isinstance(oparams, dict) and "binary_data" in oparams:
+                binary = bool(oparams["binary_data"])
+            outputs.append((out["name"], binary))
+    request_id = message.get("id")
+    return InferRequest(
+        id=request_id if isinstance(request_id, str) else None,
+        inputs=inputs,
+        outputs=outputs,
+        binary_output=binary_output,
+        parameters=parameters,
+    )
+
+
+def encode_response(
+    model: str,
+    version: str,
+    request: InferRequest,
+    results: dict[str, np.ndarray],
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary outputs follow it."""
+    wanted = request.outputs
+    if wanted is None:
+        wanted = [(name, request.binary_output) for name in results]
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, binary in wanted:
+        array = results[name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": codecs.datatype_of(array),
+            "shape": list(array.shape),
+        }
+        if binary:
+            blob = codecs.to_binary(array)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = codecs.to_json_data(array)
+        outputs.append(entry)
+    message: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    if request.id is not None:
+        message["id"] = request.id
+    header = orjson.dumps(message, option=_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)

@@ -1,0 +1,307 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The serving composition root: resolve what to serve, start the HTTP server, load, shut down.
+
+Two entry points, both blocking until SIGINT or SIGTERM (then: stop accepting, finish every
+in-flight request, return):
+
+* ``serve(path=..., **options)``: what ``inferplane serve`` calls; PATH is a model file or an
+  artifact directory.
+* ``run(model, settings)``: for callers that resolved the model themselves (``inferplane run``);
+  ``model`` is a ``ServedModel``, or use ``resolve(...)`` to get one from a path.
+
+The socket listens before the model loads, so ``/v2/health/ready`` answers 503 until the backend
+is loaded and warmed up; a load failure stops the server and raises (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from inferplane import errors
+from inferplane.api.tensors import TensorSpec
+from inferplane.artifacts.manifest import MANIFEST_NAME, ArtifactManifest
+from inferplane.devices import BACKEND_FOR_FORMAT, ArtifactFormat, BackendName, DeviceClass
+from inferplane.serving.app import App
+from inferplane.serving.backends.base import Backend, ModelFiles
+from inferplane.serving.dataplane import BatchSettings, DataPlane
+
+log = logging.getLogger("inferplane.serving")
+
+SUFFIXES: dict[str, ArtifactFormat] = {
+    ".onnx": ArtifactFormat.ONNX,
+    ".mindir": ArtifactFormat.MINDIR,
+    ".ckpt": ArtifactFormat.MINDSPORE_CHECKPOINT,
+    ".plan": ArtifactFormat.TENSORRT,
+    ".engine": ArtifactFormat.TENSORRT,
+    ".om": ArtifactFormat.OM,
+    ".ms": ArtifactFormat.MS,
+}
+
+_BACKENDS: dict[BackendName, tuple[str, str, frozenset[ArtifactFormat]]] = {
+    BackendName.ONNXRUNTIME: ("onnxruntime", "OnnxRuntimeBackend", frozenset({ArtifactFormat.ONNX})),
+    BackendName.MINDSPORE: (
+        "mindspore",
+        "MindSporeBackend",
+        frozenset({ArtifactFormat.MINDIR, ArtifactFormat.MINDSPORE_CHECKPOINT}),
+    ),
+    BackendName.TENSORRT: ("tensorrt", "TensorRTBackend", frozenset({ArtifactFormat.TENSORRT})),
+    BackendName.ACL: ("acl", "AclBackend", frozenset({ArtifactFormat.OM})),
+    BackendName.MSLITE: ("mslite", "MindSporeLiteBackend", frozenset({ArtifactFormat.MS})),
+}
+"""Backend -> (module under serving.backends, class, formats it serves)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A resolved model: its name, the backend to run it and the files that backend loads."""
+
+    name: str
+    backend: BackendName
+    files: ModelFiles
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    batching: BatchSettings = BatchSettings()
+    max_request_bytes: int = 64 << 20
+    """Bodies over this get 413 (before reading, when Content-Length says so)."""
+    log_level: str = "warning"
+    graceful_timeout_s: float = 30.0
+    """How long shutdown waits for in-flight requests."""
+
+
+def create_backend(model: ServedModel) -> Backend:
+    """The backend object for a model (its runtime is imported only by ``load``)."""
+    module_name, class_name, _ = _BACKENDS[model.backend]
+    module = importlib.import_module(f"inferplane.serving.backends.{module_name}")
+    backend: Backend = getattr(module, class_name)(model.files)
+    return backend
+
+
+def resolve(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    backend: str = "auto",
+    device: str | None = None,
+    network: str | None = None,
+    inputs: Sequence[str] = (),
+) -> ServedModel:
+    """Work out what to serve from a model file or an artifact directory (no runtime needed)."""
+    path = Path(path)
+    specs = [TensorSpec.parse(text) for text in inputs]
+    outputs: list[TensorSpec] = []
+    if path.is_dir():
+        if not (path / MANIFEST_NAME).is_file():
+            raise errors.SpecError(f"{path}: a directory to serve needs its {MANIFEST_NAME}")
+        manifest = ArtifactManifest.read(path)
+        entry = path / manifest.entrypoint
+        fmt = manifest.target.format
+        name = name or manifest.model
+        device = device or manifest.target.device_class.value
+        specs = specs or list(manifest.inputs)
+        outputs = list(manifest.outputs)
+        network = network or manifest.source.network
+    elif path.is_file():
+        entry = path
+        try:
+            fmt = SUFFIXES[path.suffix.lower()]
+        except KeyError:
+            known = ", ".join(SUFFIXES)
+            raise errors.SpecError(
+                f"{path}: unknown model file type '{path.suffix}' (one of {known})"
+            ) from None
+        name = name or path.stem
+    else:
+        raise errors.SpecError(f"{path}: no such model file or artifact directory")
+    chosen = BACKEND_FOR_FORMAT[fmt] if backend == "auto" else BackendName(backend)
+    if fmt not in _BACKENDS[chosen][2]:
+        raise errors.SpecError(f"backend '{chosen}' cannot serve a {fmt} model ({path})")
+    if fmt is ArtifactFormat.MINDSPORE_CHECKPOINT and not network:
+        raise errors.SpecError(f"{path}: a checkpoint needs --network module:callable and --input")
+    files = ModelFiles(
+        path=entry,
+        device=DeviceClass(device or "cpu"),
+        network=network,
+        inputs=specs,
+        outputs=outputs,
+    )
+    return ServedModel(name=name, backend=chosen, files=files)
+
+
+def serve(
+    *,
+    path: str,
+    name: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    backend: str = "auto",
+    device: str | None = None,
+    network: str | None = None,
+    inputs: Sequence[str] = (),
+    max_batch_size: int = 1,
+    max_queue_delay_ms: float = 2.0,
+    max_queue: int = 1024,
+    max_request_bytes: int = 64 << 20,
+    log_level: str = "warning",
+) -> None:
+    """``inferplane serve``: resolve PATH, then serve it until SIGINT/SIGTERM."""
+    model = resolve(
+        path, name=name, backend=backend, device=device, network=network, inputs=inputs
+    )
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        batching=BatchSettings(
+            max_batch_size=max_batch_size,
+            max_queue_delay_s=max_queue_delay_ms / 1000.0,
+            max_queue=max_queue,
+        ),
+        max_request_bytes=max_request_bytes,
+        log_level=log_level,
+    )
+    run(model, settings)
+
+
+def run(
+    model: ServedModel | Backend,
+    settings: ServerSettings,
+    *,
+    name: str | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM. ``model`` may be an already loaded Backend (then give ``name``).
+
+    ``on_ready`` gets the base URL once the model answers ready (default: one line on stderr).
+    """
+    logging.basicConfig(level=settings.log_level.upper(), format="inferplane: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.run(_main(model, settings, name, on_ready))
+    except ImportError:  # uvloop is not on every platform; asyncio works, slower
+        asyncio.run(_main(model, settings, name, on_ready))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a signal means graceful shutdown and a normal return (exit 0).
+
+    uvicorn re-raises a captured signal after shutting down, which would end the process with
+    the signal's status instead of 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, sig: int, frame: Any) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise errors.SpecError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _load(model: ServedModel) -> tuple[Backend, float]:
+    started = time.perf_counter()
+    backend = create_backend(model)
+    backend.load()
+    return backend, time.perf_counter() - started
+
+
+async def _main(
+    model: ServedModel | Backend,
+    settings: ServerSettings,
+    name: str | None,
+    on_ready: Callable[[str], None] | None,
+) -> None:
+    if isinstance(model, ServedModel):
+        served_name = model.name
+    elif name:
+        served_name = name
+    else:
+        raise errors.SpecError("serving a loaded backend needs a model name")
+    plane = DataPlane(served_name, settings=settings.batching)
+    sock = _bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        App(plane, max_request_bytes=settings.max_request_bytes),
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_level=settings.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        backlog=2048,
+    )
+    server = _Server(config)
+    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        if isinstance(model, ServedModel):
+            started = time.perf_counter()
+            backend, _ = await asyncio.get_running_loop().run_in_executor(None, _load, model)
+            load_seconds = time.perf_counter() - started
+        else:
+            backend, load_seconds = model, 0.0
+        plane.attach(backend, load_seconds=load_seconds)
+    except BaseException:
+        server.should_exit = True
+        await serving
+        await plane.close()
+        raise
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    if on_ready is None:
+        batching = (
+            f"batching up to {settings.batching.max_batch_size} rows"
+            if plane.batchable
+            else "batching off"
+        )
+        print(
+            f"inferplane: model '{served_name}' ready at {url} ({backend.platform}, {batching})",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        on_ready(url)
+    try:
+        await serving
+    finally:
+        await plane.close()

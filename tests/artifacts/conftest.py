@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A real S3-compatible server (moto's server mode) on a loopback port, for the session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto_server did not start (see {log.name})") from None
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The standard AWS variables pointing at the loopback server, set for this test."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "inferplane-test",
+        "AWS_SECRET_ACCESS_KEY": "inferplane-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("INFERPLANE_S3_ENDPOINT", raising=False)
+    return {**os.environ, **env}
+
+
+@pytest.fixture
+def bucket(s3_env: dict[str, str]) -> str:
+    """A fresh bucket for one test."""
+    from inferplane.artifacts import store
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    store.s3_client().create_bucket(Bucket=name)
+    return name

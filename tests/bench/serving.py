@@ -1,0 +1,310 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Serving benchmark: ``inferplane serve`` against its compute and transport limits, side by side.
+
+    python -m tests.bench.serving [--duration 3] [--quick]
+
+For each model (small MLP 64-128-10; heavy MLP 2048-2048-2048-10, 32 MB of weights), encoding
+(JSON, binary) and concurrency (1, 8, 32), batch 1 per request, it measures in one run:
+
+* the server: ``wrk`` (one thread, closed loop, a Lua script with the request) against
+  ``python -m inferplane serve``; the client's own CPU is measured beside it;
+* the transport limit: the same uvicorn + httptools + uvloop stack answering every request with
+  the server's own response bytes, canned: no parsing, no inference;
+* the compute limit: the ONNX Runtime backend called in-process by as many threads as there are
+  connections, batch 1 (batching on: batches of ``--max-batch-size`` rows, counted in rows/s).
+
+It prints one table (markdown) with ratios: server / min(compute, transport), and cold start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tests import models
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"server on {port} not ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Request:
+    body: bytes
+    headers: dict[str, str]
+
+
+def make_request(features: int, binary: bool, seed: int = 0) -> Request:
+    x = np.random.default_rng(seed).standard_normal((1, features)).astype(np.float32)
+    if not binary:
+        message = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, features],
+                               "data": x.ravel().tolist()}]}  # fmt: skip
+        return Request(json.dumps(message).encode(), {"Content-Type": "application/json"})
+    header = json.dumps(
+        {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, features],
+                        "parameters": {"binary_data_size": x.nbytes}}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+        }
+    ).encode()  # fmt: skip
+    return Request(
+        header + x.tobytes(),
+        {"Content-Type": "application/octet-stream",
+         "Inference-Header-Content-Length": str(len(header))},
+    )  # fmt: skip
+
+
+def lua_script(request: Request, path: Path) -> Path:
+    body = "".join(f"\\{b}" for b in request.body)
+    lines = ['wrk.method = "POST"', f'wrk.body = "{body}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in request.headers.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    client_cores: float
+    server_cores: float
+    errors: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert match, text
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def wrk(port: int, path: str, script: Path, connections: int, duration: float, pid: int) -> Load:
+    url = f"http://127.0.0.1:{port}{path}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = cpu_seconds(pid)
+    started = time.perf_counter()
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall
+    server = (cpu_seconds(pid) - server_before) / wall
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    errors = int(bad[1]) if bad else 0
+    if socket_errors:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors[1]))
+    return Load(rps, p50, p99, client, server, errors)
+
+
+def compute_limit(model: Path, threads: int, rows: int, duration: float) -> float:
+    """Rows per second of the ONNX Runtime backend called in-process by ``threads`` threads."""
+    from inferplane.serving.backends.base import ModelFiles
+    from inferplane.serving.backends.onnxruntime import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(ModelFiles(path=model))
+    backend.load()
+    features = backend.inputs[0].shape[1]
+    x = np.random.default_rng(0).standard_normal((rows, features)).astype(np.float32)
+    for _ in range(20):
+        backend.infer({"x": x})
+    counts = [0] * threads
+    stop = time.perf_counter() + duration
+
+    def work(i: int) -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            backend.infer({"x": x})
+            n += 1
+        counts[i] = n
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    started = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(counts) * rows / (time.perf_counter() - started)
+
+
+TRANSPORT = """
+import sys, uvicorn, uvloop
+body = open(sys.argv[2], "rb").read()
+headers = [(b"content-type", sys.argv[3].encode())]
+if sys.argv[4] != "-":
+    headers.append((b"inference-header-content-length", sys.argv[4].encode()))
+start = {"type": "http.response.start", "status": 200, "headers": headers}
+end = {"type": "http.response.body", "body": body}
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/v2/health/ready":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    message = await receive()
+    while message.get("more_body"):
+        message = await receive()
+    await send(start)
+    await send(end)
+config = uvicorn.Config(app, port=int(sys.argv[1]), http="httptools", loop="none",
+                        lifespan="off", access_log=False, log_level="warning",
+                        server_header=False, backlog=2048)
+uvloop.run(uvicorn.Server(config).serve())
+"""
+
+
+class Proc:
+    def __init__(self, args: list[str]) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [*args, *([] if args[1] == "-c" else ["--port"]), str(self.port)]
+            if args[1] != "-c" else [*args[:3], str(self.port), *args[3:]],
+            cwd=ROOT, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_ready(self.port)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def inferplane(model: Path, *extra: str) -> Proc:
+    return Proc([sys.executable, "-m", "inferplane", "serve", str(model), *extra])
+
+
+def canned(port: int, name: str, request: Request, workdir: Path) -> Proc:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("POST", f"/v2/models/{name}/infer", request.body, request.headers)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200, body
+    blob = workdir / f"canned-{len(body)}.bin"
+    blob.write_bytes(body)
+    header = response.getheader("Inference-Header-Content-Length") or "-"
+    ctype = response.getheader("Content-Type") or "application/json"
+    return Proc([sys.executable, "-c", TRANSPORT, str(blob), ctype, header])
+
+
+def cold_start(model: Path, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        port = free_port()
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inferplane", "serve", str(model), "--port", str(port)],
+            cwd=ROOT, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_ready(port)
+        times.append(time.perf_counter() - started)
+        proc.terminate()
+        proc.wait(30)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="small model, binary, c=8, batching off and on")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="inferplane-bench-"))
+    small = models.mlp_onnx(work / "small.onnx", (64, 128, 10))
+    heavy = models.mlp_onnx(work / "heavy.onnx", (2048, 2048, 2048, 10))
+    d = args.duration
+    print(f"# machine: {os.cpu_count()} cores, {_cpu_model()}; wrk -t1; {d:.0f} s per run\n")
+    print(
+        f"cold start (serve small.onnx until ready 200, median of 3): {cold_start(small):.2f} s\n"
+    )
+    print("| model | batching | enc | c | server req/s | p50 ms | p99 ms | compute/s | "
+          "transport/s | server / min | client cores | server cores | errors |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    plans: list[tuple[str, Path, int, int, list[str], list[int]]] = [
+        ("small", small, 64, 1, [], [1, 8, 32]),
+        ("small", small, 64, 8, ["--max-batch-size", "8", "--max-queue-delay-ms", "0"], [8, 32]),
+        ("heavy", heavy, 2048, 1, [], [1, 8, 32]),
+        ("heavy", heavy, 2048, 32, ["--max-batch-size", "32", "--max-queue-delay-ms", "2"],
+         [8, 32]),
+    ]  # fmt: skip
+    if args.quick:
+        plans = [plans[0][:5] + ([8],), plans[1][:5] + ([8],)]
+    for name, path, features, batch, extra, concurrencies in plans:
+        server = inferplane(path, *extra)
+        limits = {c: compute_limit(path, c, batch, min(d, 2.0)) for c in concurrencies}
+        for binary in (False, True) if not args.quick else (True,):
+            request = make_request(features, binary)
+            script = lua_script(request, work / f"{name}-{binary}.lua")
+            transport = canned(server.port, name, request, work)
+            for c in concurrencies:
+                wrk(server.port, f"/v2/models/{name}/infer", script, c, 1, server.proc.pid)
+                s = wrk(server.port, f"/v2/models/{name}/infer", script, c, d, server.proc.pid)
+                t = wrk(transport.port, "/x", script, c, d, transport.proc.pid)
+                limit = min(limits[c], t.rps)
+                print(
+                    f"| {name} | {'off' if batch == 1 else f'max {batch}'} | "
+                    f"{'binary' if binary else 'json'} | {c} | {s.rps:,.0f} | {s.p50_ms:.2f} | "
+                    f"{s.p99_ms:.2f} | {limits[c]:,.0f} | {t.rps:,.0f} | "
+                    f"{100 * s.rps / limit:.0f} % | {s.client_cores:.2f} | {s.server_cores:.2f} | "
+                    f"{s.errors} |",
+                    flush=True,
+                )
+            transport.stop()
+        server.stop()
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,445 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The chart rendered by the real helm over a matrix of values, checked object by object.
+
+No API server here (``helm template --kube-version``); install, upgrade, RBAC and Pod Security
+against the real one are in ``tests/integration/test_chart.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.charts.chart import (
+    CHART,
+    ROOT,
+    S3_VALUES,
+    env_of,
+    find,
+    helm,
+    merge,
+    one,
+    render,
+    restricted_violations,
+    template,
+)
+
+FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
+READ = {"get", "list", "watch"}
+
+
+def rules_of(objects: list[dict[str, Any]]) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """Every RBAC rule: (kind of role, its namespace, rule)."""
+    return [
+        (o["kind"], o["metadata"].get("namespace"), rule)
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+        for rule in o.get("rules", [])
+    ]
+
+
+def granted(objects: list[dict[str, Any]], group: str, resource: str) -> dict[str | None, set[str]]:
+    """Verbs granted on group/resource, per namespace (None: cluster-wide)."""
+    out: dict[str | None, set[str]] = {}
+    for kind, namespace, rule in rules_of(objects):
+        if group in rule["apiGroups"] and resource in rule["resources"]:
+            key = None if kind == "ClusterRole" else namespace
+            out.setdefault(key, set()).update(rule["verbs"])
+    return out
+
+
+def test_lint_strict_with_every_ci_values_file() -> None:
+    files = sorted((CHART / "ci").glob("*-values.yaml"))
+    assert len(files) >= 3, files
+    for values in files:
+        result = subprocess.run(
+            [str(helm()), "lint", "--strict", str(CHART), "--values", str(values)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, f"{values.name}:\n{result.stdout}{result.stderr}"
+
+
+def test_chart_crd_is_the_generated_one() -> None:
+    generated = ROOT / "crds" / "inferplane.io_inferencemodels.yaml"
+    shipped = CHART / "crds" / generated.name
+    assert shipped.read_bytes() == generated.read_bytes(), (
+        f"{shipped} differs from {generated}: copy it (`cp {generated} {shipped}`)"
+    )
+
+
+def test_cluster_wide_defaults(tmp_path: Path) -> None:
+    objects = render(S3_VALUES, tmp_path)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(
+        [
+            "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+            "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "ClusterKopfPeering",
+        ]
+    )  # fmt: skip
+    deployment = one(objects, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "ghcr.io/inferplane/operator:0.1.0"
+    assert container["args"][:3] == ["operator", "--liveness", "http://0.0.0.0:8081/healthz"]
+    assert "--standalone" not in container["args"] and "--namespace" not in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["ports"][0]["containerPort"] == 8081
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    assert restricted_violations(pod) == []
+    peering = one(objects, "ClusterKopfPeering")
+    assert env_of(deployment)["INFERPLANE_PEERING"] == peering["metadata"]["name"]
+    for binding in find(objects, "ClusterRoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": pod["serviceAccountName"],
+             "namespace": "inferplane-system"}
+        ]  # fmt: skip
+    for o in objects:
+        labels = o["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "inferplane", o["kind"]
+        assert labels["app.kubernetes.io/instance"] == "ip", o["kind"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm", o["kind"]
+        assert labels["app.kubernetes.io/version"] == "0.1.0", o["kind"]
+
+
+def test_cluster_wide_rbac(tmp_path: Path) -> None:
+    objects = render(S3_VALUES, tmp_path)
+    assert not find(objects, "Role")
+    assert granted(objects, "inferplane.io", "inferencemodels")[None] >= {"watch", "patch"}
+    assert granted(objects, "inferplane.io", "inferencemodels/status")[None] >= {"patch"}
+    for group, resource in [
+        ("batch", "jobs"),
+        ("apps", "deployments"),
+        ("", "services"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("policy", "poddisruptionbudgets"),
+    ]:
+        assert granted(objects, group, resource)[None] >= {"create", "patch", "delete", "watch"}
+    assert granted(objects, "", "nodes") == {None: READ}
+    assert granted(objects, "", "pods") == {None: READ}
+    assert granted(objects, "kopf.dev", "clusterkopfpeerings")[None] >= {"patch", "watch"}
+    assert granted(objects, "kopf.dev", "kopfpeerings") == {}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        S3_VALUES,
+        merge(S3_VALUES, {"watchNamespaces": ["team-a", "team-b"]}),
+        merge(S3_VALUES, {"networkPolicy": {"enabled": True, "namespaces": ["x"]}}),
+    ],
+    ids=["cluster-wide", "namespaced", "network-policy"],
+)
+def test_rbac_is_least_privilege(values: dict[str, Any], tmp_path: Path) -> None:
+    objects = render(values, tmp_path)
+    rules = rules_of(objects)
+    assert rules
+    for kind, namespace, rule in rules:
+        where = f"{kind}/{namespace}: {rule}"
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], f"wildcard in {where}"
+        assert not set(rule["verbs"]) & FORBIDDEN_VERBS, where
+        assert "secrets" not in rule["resources"], f"secrets granted: {where}"
+        assert not any(r.startswith("pods/") for r in rule["resources"]), where
+        assert not {"clusterroles", "clusterrolebindings", "roles", "rolebindings"} & set(
+            rule["resources"]
+        ), where
+        if "nodes" in rule["resources"]:
+            assert set(rule["verbs"]) <= READ, where
+        assert "nonResourceURLs" not in rule, where
+
+
+def test_namespaced_mode(tmp_path: Path) -> None:
+    objects = render(merge(S3_VALUES, {"watchNamespaces": ["team-a", "team-b"]}), tmp_path)
+    roles = find(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    bindings = find(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["subjects"][0]["namespace"] == "inferplane-system"
+    cluster_roles = find(objects, "ClusterRole")
+    assert len(cluster_roles) == 1
+    cluster_resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
+    assert cluster_resources == {"nodes", "customresourcedefinitions"}
+    assert set(granted(objects, "batch", "jobs")) == {"team-a", "team-b"}
+    assert set(granted(objects, "kopf.dev", "kopfpeerings")) == {"team-a", "team-b"}
+    assert not find(objects, "ClusterKopfPeering")
+    peerings = find(objects, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    deployment = one(objects, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-4:] == ["--namespace", "team-a", "--namespace", "team-b"]
+    assert json.loads(env_of(deployment)["INFERPLANE_NAMESPACES"]) == ["team-a", "team-b"]
+
+
+def test_standalone_single_replica(tmp_path: Path) -> None:
+    values = merge(S3_VALUES, {"operator": {"replicas": 1, "peering": {"enabled": False}}})
+    objects = render(values, tmp_path)
+    assert not find(objects, "ClusterKopfPeering") and not find(objects, "KopfPeering")
+    assert not find(objects, "PodDisruptionBudget")
+    deployment = one(objects, "Deployment")
+    assert "--standalone" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    rules = rules_of(objects)
+    assert not any("kopf.dev" in rule["apiGroups"] for _, _, rule in rules)
+
+
+def test_s3_store_passes_credentials_by_reference_only(tmp_path: Path) -> None:
+    values = merge(S3_VALUES, {"store": {"s3": {"endpoint": "http://minio.storage:9000"}}})
+    objects = render(values, tmp_path)
+    deployment = one(objects, "Deployment")
+    env = env_of(deployment)
+    assert env["INFERPLANE_STORE"] == "s3://models/inferplane"
+    assert env["INFERPLANE_S3_ENDPOINT"] == "http://minio.storage:9000"
+    assert env["INFERPLANE_STORE_SECRET"] == "inferplane-store"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "inferplane-store"}}]
+    assert not any(name.startswith("AWS_") for name in env)
+    assert not find(objects, "Secret")
+
+
+def test_pvc_store(tmp_path: Path) -> None:
+    objects = render({"store": {"pvc": {"claimName": "artifacts", "path": "/m/"}}}, tmp_path)
+    deployment = one(objects, "Deployment")
+    env = env_of(deployment)
+    assert env["INFERPLANE_STORE"] == "pvc://artifacts/m"
+    assert "INFERPLANE_STORE_SECRET" not in env and "INFERPLANE_S3_ENDPOINT" not in env
+    pod = deployment["spec"]["template"]["spec"]
+    store = next(v for v in pod["volumes"] if v["name"] == "store")
+    assert store["persistentVolumeClaim"] == {"claimName": "artifacts", "readOnly": True}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "store")
+    assert mount == {
+        "name": "store",
+        "mountPath": "/mnt/inferplane/pvc/artifacts",
+        "readOnly": True,
+    }
+    assert env["INFERPLANE_PVC_ROOT"] == "/mnt/inferplane/pvc"
+    assert "envFrom" not in pod["containers"][0]
+    assert restricted_violations(pod) == []
+
+
+def test_images_resolve_by_tag_variant_and_digest(tmp_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    values = merge(
+        S3_VALUES,
+        {
+            "operator": {"image": {"repository": "reg.local/op", "digest": digest}},
+            "images": {
+                "cpu": {"tag": "9.9.9"},
+                "nvidia": {"repository": "reg.local/trt", "tag": "10.7"},
+                "ascend": {"digest": digest},
+            },
+        },
+    )
+    deployment = one(render(values, tmp_path), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        f"reg.local/op@{digest}"
+    )
+    env = env_of(deployment)
+    assert env["INFERPLANE_IMAGE_CPU"] == "ghcr.io/inferplane/cpu:9.9.9"
+    assert env["INFERPLANE_IMAGE_MINDSPORE"] == "ghcr.io/inferplane/mindspore:0.1.0-cpu"
+    assert env["INFERPLANE_IMAGE_NVIDIA"] == "reg.local/trt:10.7"
+    assert env["INFERPLANE_IMAGE_ASCEND"] == f"ghcr.io/inferplane/ascend@{digest}"
+    assert env["INFERPLANE_IMAGE_EDGE"] == "ghcr.io/inferplane/edge:0.1.0"
+
+
+def test_operator_settings_read_every_variable_the_chart_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's INFERPLANE_* names are exactly OperatorSettings fields, with the values set."""
+    from inferplane.control import settings as settings_module
+
+    values = merge(
+        S3_VALUES,
+        {
+            "watchNamespaces": ["team-a"],
+            "images": {"pullSecrets": ["regcred"], "nvidia": {"tag": "7"}},
+            "store": {"s3": {"endpoint": "http://s3.local:9000"}},
+            "conversion": {"labels": {"kwok.inferplane.io/hold": "true"}, "backoffLimit": 3},
+            "servers": {"port": 9000, "resources": {"requests": {"cpu": "2"}}},
+            "runtimeClasses": {"nvidia": "gpu", "ascend910": "ascend"},
+            "clusterDomain": "corp.local",
+        },
+    )
+    rendered = env_of(one(render(values, tmp_path), "Deployment"))
+    env = {k: v for k, v in rendered.items() if k.startswith("INFERPLANE_")}
+    fields = {
+        f"INFERPLANE_{name.upper()}" for name in settings_module.OperatorSettings.model_fields
+    }
+    not_read_yet = {"INFERPLANE_LOG_LEVEL"}  # the operator has no log-level setting yet
+    assert not not_read_yet & fields, "the operator reads it now: drop it from not_read_yet"
+    assert set(env) - not_read_yet <= fields, sorted(set(env) - not_read_yet - fields)
+    for name in list(os.environ):
+        if name.startswith("INFERPLANE_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    parsed = settings_module.OperatorSettings()
+    assert parsed.namespaces == ["team-a"]
+    assert parsed.peering == "ip-inferplane"
+    assert parsed.image_nvidia == "ghcr.io/inferplane/nvidia:7"
+    assert parsed.image_pull_secrets == ["regcred"]
+    assert parsed.store == "s3://models/inferplane"
+    assert parsed.store_secret == "inferplane-store"
+    assert parsed.s3_endpoint == "http://s3.local:9000"
+    assert parsed.conversion_labels == {"kwok.inferplane.io/hold": "true"}
+    assert parsed.job_backoff_limit == 3
+    assert parsed.server_port == 9000
+    assert parsed.server_resources == {  # helm merges maps: the default memory stays
+        "requests": {"cpu": "2", "memory": "512Mi"},
+        "limits": {"memory": "2Gi"},
+    }
+    assert parsed.runtime_classes == {"nvidia": "gpu", "ascend910": "ascend"}
+    assert parsed.cluster_domain == "corp.local"
+
+
+def test_settings_change_rolls_the_operator(tmp_path: Path) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        d = one(render(values, tmp_path), "Deployment")
+        return str(d["spec"]["template"]["metadata"]["annotations"]["checksum/settings"])
+
+    assert checksum(S3_VALUES) == checksum(S3_VALUES)
+    assert checksum(S3_VALUES) != checksum(merge(S3_VALUES, {"logLevel": "debug"}))
+
+
+def test_network_policies(tmp_path: Path) -> None:
+    values = merge(
+        S3_VALUES,
+        {
+            "watchNamespaces": ["team-a"],
+            "networkPolicy": {
+                "enabled": True,
+                "metricsNamespaceSelector": {"matchLabels": {"name": "monitoring"}},
+            },
+        },
+    )
+    policies = find(render(values, tmp_path), "NetworkPolicy")
+    operator = next(p for p in policies if p["metadata"]["namespace"] == "inferplane-system")
+    assert operator["spec"]["policyTypes"] == ["Ingress"]
+    assert "ingress" not in operator["spec"]  # nothing may connect to the operator
+    servers = next(p for p in policies if p["metadata"]["namespace"] == "team-a")
+    assert servers["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/part-of": "inferplane",
+        "app.kubernetes.io/component": "server",
+    }
+    (rule,) = servers["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"inferplane.io/client": "true"}}},
+        {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}},
+    ]
+    assert len(policies) == 2
+    assert not find(render(S3_VALUES, tmp_path), "NetworkPolicy")
+
+
+def test_service_monitor(tmp_path: Path) -> None:
+    values = merge(S3_VALUES, {"serviceMonitor": {"enabled": True, "labels": {"release": "kp"}}})
+    monitor = one(render(values, tmp_path), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kp"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    namespaced = merge(values, {"watchNamespaces": ["team-a"]})
+    monitor = one(render(namespaced, tmp_path), "ServiceMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "store: set store.s3.bucket"),
+        (
+            merge(S3_VALUES, {"store": {"pvc": {"claimName": "c"}}}),
+            "set either store.s3.bucket or store.pvc.claimName, not both",
+        ),
+        (
+            merge(S3_VALUES, {"operator": {"peering": {"enabled": False}}}),
+            "operator.replicas > 1 needs operator.peering.enabled",
+        ),
+        (merge(S3_VALUES, {"logLevel": "verbose"}), "/logLevel"),
+        (merge(S3_VALUES, {"operator": {"replica": 3}}), "'replica' not allowed"),
+        (merge(S3_VALUES, {"operator": {"replicas": 0}}), "/operator/replicas"),
+        (merge(S3_VALUES, {"watchNamespaces": ["Team_A"]}), "/watchNamespaces/0"),
+        (
+            merge(S3_VALUES, {"images": {"cpu": {"digest": "sha256:xyz"}}}),
+            "/images/cpu/digest",
+        ),
+        (merge(S3_VALUES, {"runtimeClasses": {"gpu": "nvidia"}}), "invalid propertyName 'gpu'"),
+        (
+            merge(S3_VALUES, {"store": {"s3": {"endpoint": "minio:9000"}}}),
+            "/store/s3/endpoint",
+        ),
+        (merge(S3_VALUES, {"serviceAccount": {"create": False}}), "serviceAccount.name"),
+    ],
+    ids=[
+        "no-store", "two-stores", "replicas-without-peering", "log-level", "unknown-key",
+        "zero-replicas", "bad-namespace", "bad-digest", "unknown-device-class",
+        "endpoint-no-scheme",
+        "no-service-account",
+    ],
+)  # fmt: skip
+def test_bad_values_are_refused(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    result = template(values, tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_values_are_documented_and_schema_covers_them() -> None:
+    """Every key in values.yaml has a comment above it (or its block's), and a schema entry."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(node: Any, schema_node: dict[str, Any], path: str) -> None:
+        if not isinstance(node, dict) or not schema_node.get("properties"):
+            return
+        for key, value in node.items():
+            assert key in schema_node["properties"], f"values {path}{key} is not in the schema"
+            walk(value, schema_node["properties"][key], f"{path}{key}.")
+
+    walk(values, schema, "")
+    block_documented = {"repository", "tag", "variant", "digest", "requests", "limits", "cpu",
+                        "memory"}  # fmt: skip
+    label_maps = {"selector", "runtimeClasses"}
+    previous = ""
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing keys
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        match = re.match(r"^(\s*)(- )?([\w.\-/]+):", line)
+        if match:
+            indent, key = len(match.group(1)), match.group(3)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            in_label_map = bool(stack) and stack[-1][1] in label_maps
+            documented = (
+                previous.lstrip().startswith("#")
+                or key in block_documented
+                or in_label_map
+                or match.group(2) is not None
+            )
+            assert documented, f"values.yaml: `{line.strip()}` has no comment above it"
+            stack.append((indent, key))
+        if line.strip():
+            previous = line
+
+
+def test_schema_is_valid_json_schema() -> None:
+    import jsonschema
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.validate(values, schema)
+
+
+def test_rendered_objects_are_valid_yaml_documents(tmp_path: Path) -> None:
+    for values in (S3_VALUES, merge(S3_VALUES, {"watchNamespaces": ["a"]})):
+        for o in render(values, tmp_path):
+            assert {"apiVersion", "kind", "metadata"} <= set(o), o
+            assert yaml.safe_load(yaml.safe_dump(o)) == o

@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``python -m tests.cluster build|up|down|status``: the test cluster by hand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tests.cluster import build, control_plane
+from tests.cluster.profile import Profile
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="build the binaries into the cache (no start)")
+    for name, text in (
+        ("up", "start a cluster (or reuse the healthy one in --dir); prints KUBECONFIG=... last"),
+        ("down", "stop every process that up started in --dir"),
+        ("status", "show the processes, the API server's health and the nodes"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--dir",
+            type=Path,
+            default=control_plane.default_dir(),
+            help="state directory (default: %(default)s)",
+        )
+        if name == "up":
+            defaults = Profile()
+            for field, help_text in (
+                ("cpu", "CPU nodes"),
+                ("nvidia", "NVIDIA nodes per GPU product (A100-SXM4-40GB and T4)"),
+                ("ascend910", "Ascend 910B nodes"),
+                ("ascend310", "Ascend 310P nodes"),
+            ):
+                command.add_argument(
+                    f"--{field}",
+                    type=int,
+                    default=getattr(defaults, field),
+                    metavar="N",
+                    help=f"{help_text} (default: %(default)s)",
+                )
+    return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        profile = Profile.from_counts(
+            cpu=args.cpu, nvidia=args.nvidia, ascend910=args.ascend910, ascend310=args.ascend310
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    start = time.monotonic()
+    state, reused = control_plane.up(args.dir.resolve(), profile)
+    if reused:
+        print(f"reusing the cluster already up in {state.directory}", file=sys.stderr)
+        if state.profile != profile:
+            print(f"note: its nodes are {state.profile}, not {profile}", file=sys.stderr)
+    else:
+        seconds = time.monotonic() - start
+        print(f"up in {seconds:.1f} s with {profile.total} nodes ({state.server})", file=sys.stderr)
+    print(f"KUBECONFIG={state.kubeconfig}")
+    return 0
+
+
+def _status(directory: Path) -> int:
+    state = control_plane.State.load(directory.resolve())
+    if state is None:
+        print(f"no cluster in {directory}")
+        return 1
+    alive = state.alive()
+    memory = control_plane.memory_kib(state)
+    for name, pid in state.pids.items():
+        mark = "running" if alive[name] else "stopped"
+        print(f"{name:24} pid {pid:<8} {mark:8} {memory[name] // 1024:>6} MiB  {state.log(name)}")
+    ok = all(alive.values()) and control_plane.healthy(state)
+    print(f"API server {state.server}: {'healthy' if ok else 'NOT healthy'}")
+    print(f"nodes: {state.profile}")
+    print(f"KUBECONFIG={state.kubeconfig}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            timings = build.ensure_built(echo=True)
+            for label, seconds in timings.items():
+                print(f"{label}: {'cached' if seconds == 0 else f'built in {seconds:.0f} s'}")
+            print(f"binaries in {build.bin_dir()}")
+            return 0
+        if args.command == "up":
+            return _up(args)
+        if args.command == "down":
+            stopped = control_plane.down(args.dir.resolve())
+            print("stopped" if stopped else f"no cluster in {args.dir}")
+            return 0
+        return _status(args.dir)
+    except (build.BuildError, control_plane.ClusterError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

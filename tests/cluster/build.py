@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Build the cluster's binaries from upstream Go modules, once, into a cache outside the clone.
+
+Each component lands in ``$INFERPLANE_CACHE/bin/<component>-<version>/``: it is built in a
+temporary folder and renamed into place, so a folder that exists is complete. A file lock makes
+concurrent builds (two test sessions, two helpers) wait for each other instead of racing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.cluster import versions
+
+
+class BuildError(RuntimeError):
+    """A binary could not be built; the message names the component and the go log."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("INFERPLANE_CACHE", Path.home() / ".cache" / "inferplane"))
+
+
+def bin_dir() -> Path:
+    return cache_root() / "bin"
+
+
+def component_dir(component: versions.Component) -> Path:
+    return bin_dir() / f"{component.name}-{component.version}"
+
+
+def binary_path(name: str) -> Path:
+    """Where the cached binary ``name`` (``kubectl``, ``helm``, ...) lives, built or not."""
+    return component_dir(versions.COMPONENT_OF[name]) / name
+
+
+def is_built(component: versions.Component) -> bool:
+    folder = component_dir(component)
+    return all((folder / b).is_file() for b in component.binaries)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["GOFLAGS"] = "-trimpath -buildvcs=false"
+    env["GOTOOLCHAIN"] = "local"
+    env.setdefault("CGO_ENABLED", "0")
+    return env
+
+
+def _build_component(component: versions.Component, log: Path) -> float:
+    go = shutil.which("go")
+    if go is None:
+        raise BuildError("the test cluster is built from Go modules: install Go 1.26 or newer")
+    final = component_dir(component)
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ldflags = " ".join(("-s", "-w", *component.ldflags))
+    jobs = os.environ.get("INFERPLANE_GO_JOBS", "2")
+    start = time.monotonic()
+    for binary, package in zip(component.binaries, component.packages, strict=True):
+        if component.module_dir is None:
+            argv = [go, "install", "-p", jobs, f"-ldflags={ldflags}", package]
+            env = {**_go_env(), "GOBIN": str(tmp)}
+            cwd = None
+        else:
+            out = tmp / binary
+            argv = [go, "build", "-p", jobs, f"-ldflags={ldflags}", "-o", str(out), package]
+            env = _go_env()
+            cwd = component.module_dir
+        with log.open("a") as out_log:
+            out_log.write(f"$ {' '.join(argv)}\n")
+            out_log.flush()
+            result = subprocess.run(argv, cwd=cwd, env=env, stdout=out_log, stderr=out_log)
+        if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BuildError(f"building {binary} {component.version} failed: see {log}")
+    tmp.rename(final)
+    return time.monotonic() - start
+
+
+def ensure_built(
+    components: tuple[versions.Component, ...] = versions.COMPONENTS,
+    *,
+    echo: bool = False,
+) -> dict[str, float]:
+    """Build every missing component; return the seconds each build took (0 for cached ones)."""
+    timings: dict[str, float] = {}
+    log = bin_dir() / "build.log"
+    with _locked(bin_dir() / ".build.lock"):
+        for component in components:
+            label = f"{component.name}-{component.version}"
+            if is_built(component):
+                timings[label] = 0.0
+                continue
+            if echo:
+                print(f"building {label} (log: {log})", file=sys.stderr, flush=True)
+            seconds = _build_component(component, log)
+            timings[label] = seconds
+            with log.open("a") as out_log:
+                out_log.write(f"built {label} in {seconds:.0f} s\n")
+            if echo:
+                print(f"built {label} in {seconds:.0f} s", file=sys.stderr, flush=True)
+    return timings

@@ -1,0 +1,398 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Bring a loopback Kubernetes up (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+kwok), fill it with simulated nodes, and take it down again.
+
+Everything a cluster owns lives in its state directory::
+
+    state.json          PIDs, ports, binaries, profile (what ``down`` and ``status`` read)
+    kubeconfig          admin (system:masters) kubeconfig; also *.kubeconfig per component
+    pki/                CA, serving and client certificates, service-account key pair
+    etcd/               etcd's data
+    logs/<process>.log  each process's output
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.cluster import build, pki, processes
+from tests.cluster.profile import KWOK_ANNOTATION, Profile
+
+STAGES = Path(__file__).resolve().parent / "stages.yaml"
+SERVICE_CIDR = "10.0.0.0/24"
+ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+"""Start order; ``down`` stops in reverse."""
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be brought up or reached; the message names the logs to read."""
+
+
+def default_dir(name: str = "default") -> Path:
+    return build.cache_root() / "cluster" / name
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    """What ``up`` recorded: enough for ``down``/``status`` from another process."""
+
+    directory: Path
+    pids: dict[str, int]
+    binaries: dict[str, str]
+    ports: dict[str, int]
+    profile: Profile
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.directory / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+    def log(self, process: str) -> Path:
+        return self.directory / "logs" / f"{process}.log"
+
+    def save(self) -> None:
+        data = {
+            "pids": self.pids,
+            "binaries": self.binaries,
+            "ports": self.ports,
+            "profile": json.loads(self.profile.to_json()),
+        }
+        (self.directory / "state.json").write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> State | None:
+        path = directory / "state.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return cls(
+            directory=directory,
+            pids={k: int(v) for k, v in data["pids"].items()},
+            binaries=data["binaries"],
+            ports={k: int(v) for k, v in data["ports"].items()},
+            profile=Profile.from_json(json.dumps(data["profile"])),
+        )
+
+    def alive(self) -> dict[str, bool]:
+        return {
+            name: processes.is_ours(pid, self.binaries[name]) for name, pid in self.pids.items()
+        }
+
+
+def _kubeconfig(path: Path, *, server: str, pki_dir: Path, user: str) -> None:
+    """A kubeconfig with file references (kubectl, helm and client libraries all read them)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "inferplane-test",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority": str(pki_dir / "ca.crt"),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(pki_dir / f"{user}.crt"),
+                    "client-key": str(pki_dir / f"{user}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": "inferplane-test", "context": {"cluster": "inferplane-test", "user": user}}
+        ],
+        "current-context": "inferplane-test",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+
+
+def _argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list[str]:
+    p = directory / "pki"
+    etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+    peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
+    if name == "etcd":
+        return [
+            binary,
+            "--name=etcd0",
+            f"--data-dir={directory / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=etcd0={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=4294967296",
+            "--log-level=warn",
+        ]
+    if name == "kube-apiserver":
+        return [
+            binary,
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['kube-apiserver']}",
+            f"--cert-dir={p}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p / 'sa.pub'}",
+            f"--service-account-signing-key-file={p / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
+        ]
+    if name == "kube-controller-manager":
+        return [
+            binary,
+            f"--kubeconfig={directory / 'kube-controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={directory / 'kube-controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={directory / 'kube-controller-manager.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['kube-controller-manager']}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={p / 'sa.key'}",
+            f"--root-ca-file={p / 'ca.crt'}",
+            f"--cluster-signing-cert-file={p / 'ca.crt'}",
+            f"--cluster-signing-key-file={p / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # kwok renews node leases every 50 s (lease duration 200 s): give it room.
+            "--node-monitor-grace-period=240s",
+            "--profiling=false",
+            "--v=1",
+        ]
+    if name == "kube-scheduler":
+        return [
+            binary,
+            f"--kubeconfig={directory / 'kube-scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={directory / 'kube-scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={directory / 'kube-scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['kube-scheduler']}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+        ]
+    if name == "kwok":
+        return [
+            binary,
+            f"--kubeconfig={directory / 'kubeconfig'}",
+            f"--config={STAGES}",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+            # Leases are what the node lifecycle controller watches; a long duration keeps
+            # 1000 nodes' renewals to ~20 writes/s.
+            "--node-lease-duration-seconds=200",
+            "--cidr=10.128.0.1/9",
+            "--node-ip=10.0.255.1",
+        ]
+    raise ValueError(name)
+
+
+def _ssl_context(directory: Path, *, verify: bool = True) -> ssl.SSLContext:
+    p = directory / "pki"
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context(cafile=str(p / "ca.crt"))
+    context.load_cert_chain(str(p / "admin.crt"), str(p / "admin.key"))
+    return context
+
+
+def _get(url: str, context: ssl.SSLContext) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=30) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read()
+    except (OSError, urllib.error.URLError):
+        return 0, b""
+
+
+def healthy(state: State) -> bool:
+    """Whether the API server answers ``/readyz`` with ``ok``."""
+    status, body = _get(f"{state.server}/readyz", _ssl_context(state.directory))
+    return status == 200 and body.strip() == b"ok"
+
+
+def _wait(state: State, what: str, check: Any, timeout: float, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [name for name, ok in state.alive().items() if not ok]
+        if dead:
+            exited = ", ".join(dead)
+            raise ClusterError(_failure(state, f"{exited} exited while waiting for {what}"))
+        if check():
+            return
+        time.sleep(interval)
+    raise ClusterError(_failure(state, f"timed out after {timeout:.0f} s waiting for {what}"))
+
+
+def _failure(state: State, message: str) -> str:
+    logs = "\n".join(f"  {state.log(name)}" for name in state.pids)
+    return f"{message}; process logs:\n{logs}"
+
+
+def kubectl(state: State, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [state.binaries["kubectl"], f"--kubeconfig={state.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _ready_nodes(state: State) -> int:
+    """How many nodes report Ready (read straight from the API: cheaper than kubectl at 1000)."""
+    status, body = _get(f"{state.server}/api/v1/nodes", _ssl_context(state.directory))
+    if status != 200:
+        return 0
+    return sum(
+        any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node["status"].get("conditions", [])
+        )
+        for node in json.loads(body)["items"]
+    )
+
+
+def _apply_cluster_objects(state: State) -> None:
+    """What a real accelerator cluster has besides its nodes: the GPU operator's RuntimeClass."""
+    runtime_class = {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": "nvidia"},
+        "handler": "nvidia",
+    }
+    result = kubectl(state, "apply", "-f", "-", stdin=json.dumps(runtime_class))
+    if result.returncode != 0:
+        raise ClusterError(f"creating RuntimeClass nvidia failed: {result.stderr.strip()}")
+
+
+def _create_nodes(state: State) -> None:
+    nodes = state.directory / "nodes.json"
+    nodes.write_text(json.dumps(state.profile.manifest()))
+    result = kubectl(state, "create", "-f", str(nodes))
+    if result.returncode != 0:
+        raise ClusterError(f"creating nodes failed: {result.stderr.strip()[-2000:]}")
+
+
+def up(
+    directory: Path,
+    profile: Profile,
+    *,
+    tie_to_parent: bool = False,
+    timeout: float = 180.0,
+    phases: dict[str, float] | None = None,
+) -> tuple[State, bool]:
+    """Start a cluster in ``directory``, or reuse the healthy one already there.
+
+    Returns the state and whether it was reused. ``tie_to_parent`` makes every process die with
+    the calling process (for test sessions); the CLI leaves it off so the cluster outlives it.
+    ``phases``, if given, receives the seconds from the start to ``api`` (``/readyz`` ok),
+    ``controllers`` (scheduler and controller-manager healthy) and ``nodes`` (all Ready).
+    """
+    started = time.monotonic()
+    marks = phases if phases is not None else {}
+    previous = State.load(directory)
+    if previous is not None:
+        if all(previous.alive().values()) and healthy(previous):
+            return previous, True
+        down(directory)
+    build.ensure_built()
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    pki.generate(directory / "pki")
+    ports = {
+        name: processes.free_port()
+        for name in ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager")
+    }
+    ports["kube-scheduler"] = processes.free_port()
+    binaries = {name: str(build.binary_path(name)) for name in (*ORDER, "kubectl", "helm")}
+    state = State(directory=directory, pids={}, binaries=binaries, ports=ports, profile=profile)
+    server = state.server
+    for user in ("admin", "kube-controller-manager", "kube-scheduler"):
+        target = state.kubeconfig if user == "admin" else directory / f"{user}.kubeconfig"
+        _kubeconfig(target, server=server, pki_dir=directory / "pki", user=user)
+    try:
+        for name in ORDER:
+            argv = _argv(name, binaries[name], directory, ports)
+            state.pids[name] = processes.start(
+                argv, log=state.log(name), tie_to_parent=tie_to_parent
+            )
+            state.save()
+            if name == "kube-apiserver":
+                _wait(state, "the API server's /readyz", lambda: healthy(state), timeout)
+                marks["api"] = time.monotonic() - started
+        context = _ssl_context(directory, verify=False)
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            url = f"https://127.0.0.1:{ports[name]}/healthz"
+            _wait(state, f"{name} /healthz", lambda u=url: _get(u, context)[0] == 200, timeout)
+        marks["controllers"] = time.monotonic() - started
+        _apply_cluster_objects(state)
+        _create_nodes(state)
+        _wait(
+            state,
+            f"{profile.total} nodes Ready",
+            lambda: _ready_nodes(state) >= profile.total,
+            timeout,
+            interval=0.5,
+        )
+        marks["nodes"] = time.monotonic() - started
+    except BaseException:
+        down(directory)
+        raise
+    return state, False
+
+
+def down(directory: Path) -> bool:
+    """Stop every process ``up`` recorded in ``directory``; returns whether there was a state."""
+    state = State.load(directory)
+    if state is None:
+        return False
+    for name in reversed(ORDER):
+        pid = state.pids.get(name)
+        if pid is not None:
+            processes.stop(pid, state.binaries[name])
+    with contextlib.suppress(FileNotFoundError):
+        (directory / "state.json").unlink()
+    shutil.rmtree(directory / "etcd", ignore_errors=True)
+    return True
+
+
+def memory_kib(state: State) -> dict[str, int]:
+    """Resident memory of each control-plane process, in KiB."""
+    return {name: processes.rss_kib(pid) for name, pid in state.pids.items()}
+
+
+def environment(state: State) -> dict[str, str]:
+    """``os.environ`` with KUBECONFIG set and the cluster's binaries first on PATH."""
+    binary_dirs = list(dict.fromkeys(str(Path(b).parent) for b in state.binaries.values()))
+    env = dict(os.environ)
+    env["KUBECONFIG"] = str(state.kubeconfig)
+    env["PATH"] = os.pathsep.join([*binary_dirs, env.get("PATH", "")])
+    return env

@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Start the cluster's processes with their logs in files, record their PIDs, stop them again."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM when the parent dies, so a test
+    session killed hard (SIGKILL, OOM) leaves no control plane behind."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start(
+    argv: list[str],
+    *,
+    log: Path,
+    tie_to_parent: bool,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``argv`` in its own session with stdout and stderr appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=_die_with_parent if tie_to_parent else None,
+        )
+    return process.pid
+
+
+def is_ours(pid: int, binary: str) -> bool:
+    """Whether ``pid`` is alive and still runs ``binary`` (not a recycled PID)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state == "Z":
+        _reap(pid)
+        return False
+    return cmdline.split(b"\0", 1)[0].decode(errors="replace") == binary
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop(pid: int, binary: str, *, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; only if ``pid`` still runs ``binary``."""
+    if not is_ours(pid, binary):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not is_ours(pid, binary):
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    while is_ours(pid, binary):
+        time.sleep(0.05)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

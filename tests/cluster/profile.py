@@ -1,0 +1,233 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The simulated nodes: which exist, and the labels, taints and capacity real clusters give them.
+
+Labels and resources follow what the real agents set: NVIDIA GPU feature discovery
+(``nvidia.com/gpu.*``) and the NVIDIA device plugin (``nvidia.com/gpu``); the Ascend device plugin
+(``huawei.com/Ascend910``, ``huawei.com/Ascend310P``, ``node.kubernetes.io/npu.chip.name``) and the
+administrators' ``accelerator=huawei-Ascend*`` label.
+
+Taints: every accelerator node carries ``<resource name>:NoSchedule`` (``nvidia.com/gpu``,
+``huawei.com/Ascend910``, ``huawei.com/Ascend310P``), the convention of GPU clusters that Ascend
+clusters follow too: it keeps CPU-only pods off the expensive nodes, and the
+``ExtendedResourceToleration`` admission plugin (where enabled) derives the toleration from the
+resource a pod requests. That plugin is *not* enabled here, so a pod that targets an accelerator
+must tolerate the taint itself, as it must on most managed clusters.
+
+``Profile.from_counts`` is the only constructor; ``Profile.to_json``/``from_json`` let a test
+session read the profile of a cluster that another process brought up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
+
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+MAX_NODES = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Product:
+    """One kind of accelerator node: the resource it offers and the labels that identify it."""
+
+    device_class: str
+    """inferplane's device class (DESIGN.md): ``cpu``, ``nvidia``, ``ascend910``, ``ascend310``."""
+    name: str
+    """The product as labels name it (``A100-SXM4-40GB``, ``910B``, ...); ``cpu`` for CPU nodes."""
+    prefix: str
+    resource: str | None
+    count: int
+    labels: dict[str, str]
+    arch: str = "amd64"
+    cpu: str = "32"
+    memory: str = "128Gi"
+
+
+def _nvidia(product: str, *, memory_mib: int, count: int, major: int, minor: int) -> dict[str, str]:
+    return {
+        "nvidia.com/gpu.present": "true",
+        "nvidia.com/gpu.product": product,
+        "nvidia.com/gpu.memory": str(memory_mib),
+        "nvidia.com/gpu.count": str(count),
+        "nvidia.com/gpu.compute.major": str(major),
+        "nvidia.com/gpu.compute.minor": str(minor),
+        "nvidia.com/cuda.driver.major": "550",
+        "nvidia.com/cuda.runtime.major": "12",
+    }
+
+
+CPU = Product(device_class="cpu", name="cpu", prefix="cpu", resource=None, count=0, labels={})
+A100 = Product(
+    device_class="nvidia",
+    name="A100-SXM4-40GB",
+    prefix="a100",
+    resource="nvidia.com/gpu",
+    count=8,
+    labels=_nvidia("A100-SXM4-40GB", memory_mib=40960, count=8, major=8, minor=0),
+    cpu="96",
+    memory="1Ti",
+)
+T4 = Product(
+    device_class="nvidia",
+    name="T4",
+    prefix="t4",
+    resource="nvidia.com/gpu",
+    count=4,
+    labels=_nvidia("T4", memory_mib=15360, count=4, major=7, minor=5),
+    cpu="48",
+    memory="192Gi",
+)
+ASCEND910 = Product(
+    device_class="ascend910",
+    name="910B",
+    prefix="ascend910",
+    resource="huawei.com/Ascend910",
+    count=8,
+    labels={
+        "accelerator": "huawei-Ascend910",
+        "node.kubernetes.io/npu.chip.name": "910B",
+        "accelerator-type": "module-910b-8",
+        "host-arch": "huawei-arm",
+    },
+    arch="arm64",
+    cpu="192",
+    memory="1Ti",
+)
+ASCEND310P = Product(
+    device_class="ascend310",
+    name="310P3",
+    prefix="ascend310p",
+    resource="huawei.com/Ascend310P",
+    count=4,
+    labels={
+        "accelerator": "huawei-Ascend310P",
+        "node.kubernetes.io/npu.chip.name": "310P3",
+        "host-arch": "huawei-x86",
+    },
+    cpu="64",
+    memory="256Gi",
+)
+
+NVIDIA_PRODUCTS = (A100, T4)
+PRODUCTS = (CPU, A100, T4, ASCEND910, ASCEND310P)
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    name: str
+    product: Product
+
+    @property
+    def device_class(self) -> str:
+        return self.product.device_class
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": self.product.arch,
+            "node.kubernetes.io/instance-type": f"kwok-{self.product.prefix}",
+            "type": "kwok",
+            **self.product.labels,
+        }
+
+    @property
+    def taints(self) -> list[dict[str, str]]:
+        if self.product.resource is None:
+            return []
+        return [{"key": self.product.resource, "effect": "NoSchedule"}]
+
+    @property
+    def capacity(self) -> dict[str, str]:
+        capacity = {
+            "cpu": self.product.cpu,
+            "memory": self.product.memory,
+            "pods": "110",
+            "ephemeral-storage": "1Ti",
+        }
+        if self.product.resource is not None:
+            capacity[self.product.resource] = str(self.product.count)
+        return capacity
+
+    def manifest(self) -> dict[str, Any]:
+        """The Node object, status included: kwok keeps the capacity and fills the conditions."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": self.labels,
+                "annotations": {
+                    KWOK_ANNOTATION: "fake",
+                    "node.alpha.kubernetes.io/ttl": "0",
+                },
+            },
+            "spec": {"taints": self.taints} if self.taints else {},
+            "status": {
+                "capacity": self.capacity,
+                "allocatable": self.capacity,
+                "nodeInfo": {"architecture": self.product.arch, "operatingSystem": "linux"},
+            },
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """How many nodes of each kind. ``nvidia`` counts nodes *per GPU product* (A100 and T4)."""
+
+    cpu: int = 2
+    nvidia: int = 1
+    ascend910: int = 1
+    ascend310: int = 1
+
+    def __post_init__(self) -> None:
+        counts = (self.cpu, self.nvidia, self.ascend910, self.ascend310)
+        if min(counts) < 0:
+            raise ValueError(f"node counts cannot be negative: {self}")
+        if self.total == 0:
+            raise ValueError("the profile has no nodes")
+        if self.total > MAX_NODES:
+            raise ValueError(f"the profile has {self.total} nodes; at most {MAX_NODES} are allowed")
+
+    @classmethod
+    def from_counts(cls, *, cpu: int, nvidia: int, ascend910: int, ascend310: int) -> Profile:
+        return cls(cpu=cpu, nvidia=nvidia, ascend910=ascend910, ascend310=ascend310)
+
+    @property
+    def total(self) -> int:
+        return self.cpu + self.nvidia * len(NVIDIA_PRODUCTS) + self.ascend910 + self.ascend310
+
+    def _counts(self) -> Iterator[tuple[Product, int]]:
+        yield CPU, self.cpu
+        for product in NVIDIA_PRODUCTS:
+            yield product, self.nvidia
+        yield ASCEND910, self.ascend910
+        yield ASCEND310P, self.ascend310
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return tuple(
+            Node(name=f"kwok-{product.prefix}-{i}", product=product)
+            for product, count in self._counts()
+            for i in range(count)
+        )
+
+    def of_class(self, device_class: str) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.device_class == device_class)
+
+    def of_product(self, product: Product) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.product == product)
+
+    def manifest(self) -> dict[str, Any]:
+        """All nodes as one ``v1/List`` for ``kubectl create -f``."""
+        return {"apiVersion": "v1", "kind": "List", "items": [n.manifest() for n in self.nodes]}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Profile:
+        return cls(**json.loads(text))

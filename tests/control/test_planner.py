@@ -1,0 +1,424 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The planner: targets per inventory, fallback with reasons, and the operator's plan."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from tests.cluster.profile import Profile
+
+from inferplane import errors
+from inferplane.api import v1alpha1
+from inferplane.control import planner
+from inferplane.control.inventory import DevicePool, Inventory
+from inferplane.control.observed import Artifact, JobPhase, JobState, Observed, PoolState
+from inferplane.control.settings import OperatorSettings
+from inferplane.devices import ArtifactFormat, BackendName, DeviceClass
+
+NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+CHECKPOINT = {
+    "uri": "s3://models/lenet.ckpt",
+    "format": "mindspore-checkpoint",
+    "network": "network:lenet5",
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1, 32, 32]}],
+}
+FULL = Inventory.from_nodes(
+    n.manifest() for n in Profile(cpu=2, nvidia=1, ascend910=1, ascend310=1).nodes
+)
+CPU_ONLY = Inventory.from_nodes(
+    n.manifest() for n in Profile(cpu=2, nvidia=0, ascend910=0, ascend310=0).nodes
+)
+NO_ASCEND = Inventory.from_nodes(
+    n.manifest() for n in Profile(cpu=1, nvidia=1, ascend910=0, ascend310=0).nodes
+)
+SETTINGS = OperatorSettings(store="s3://store/artifacts", store_secret="store-creds")
+MODEL = planner.Model("lenet", "ml", "uid-1", 3)
+
+
+def _spec(**fields: Any) -> v1alpha1.InferenceModelSpec:
+    return v1alpha1.validate_spec({"source": CHECKPOINT, **fields})
+
+
+def _summary(targets: list[planner.Target]) -> list[tuple[str, str | None, str, str]]:
+    return [(t.device_class.value, t.product, t.format.value, t.backend.value) for t in targets]
+
+
+@pytest.mark.parametrize(
+    ("spec", "inventory", "expected"),
+    [
+        pytest.param(
+            {"devices": ["auto"]},
+            FULL,
+            [
+                ("ascend910", None, "mindir", "mindspore"),
+                ("ascend310", "Ascend310P3", "om", "acl"),
+                ("nvidia", "A100-SXM4-40GB", "tensorrt", "tensorrt"),
+                ("nvidia", "T4", "tensorrt", "tensorrt"),
+                ("cpu", None, "onnx", "onnxruntime"),
+            ],
+            id="auto-everything",
+        ),
+        pytest.param(
+            {"devices": ["ascend910", "cpu"]},
+            NO_ASCEND,
+            [("cpu", None, "onnx", "onnxruntime")],
+            id="fallback-to-cpu",
+        ),
+        pytest.param(
+            {"devices": ["nvidia", "cpu"]},
+            FULL,
+            [
+                ("nvidia", "A100-SXM4-40GB", "tensorrt", "tensorrt"),
+                ("nvidia", "T4", "tensorrt", "tensorrt"),
+            ],
+            id="first-preference-wins",
+        ),
+        pytest.param(
+            {
+                "devices": ["nvidia"],
+                "deviceOptions": {"nvidia": {"products": ["T4"], "precision": "fp16"}},
+            },
+            FULL,
+            [("nvidia", "T4", "tensorrt", "tensorrt")],
+            id="products-narrow",
+        ),
+        pytest.param(
+            {"source": {"uri": "m.onnx", "format": "onnx"}, "devices": ["auto"]},
+            FULL,
+            [
+                ("ascend310", "Ascend310P3", "om", "acl"),
+                ("nvidia", "A100-SXM4-40GB", "tensorrt", "tensorrt"),
+                ("nvidia", "T4", "tensorrt", "tensorrt"),
+                ("cpu", None, "onnx", "onnxruntime"),
+            ],
+            id="onnx-cannot-become-mindir",
+        ),
+        pytest.param(
+            {"source": {"uri": "m.mindir", "format": "mindir"}, "devices": ["nvidia", "cpu"]},
+            FULL,
+            [("cpu", None, "mindir", "mindspore")],
+            id="mindir-on-cpu-via-mindspore",
+        ),
+        pytest.param(
+            {"source": {"uri": "m.air", "format": "air"}, "devices": ["auto"]},
+            FULL,
+            [("ascend310", "Ascend310P3", "om", "acl")],
+            id="air-only-to-om",
+        ),
+        pytest.param(
+            {"devices": ["auto"]}, CPU_ONLY, [("cpu", None, "onnx", "onnxruntime")], id="cpu-only"
+        ),
+    ],
+)
+def test_choose_targets(spec: dict[str, Any], inventory: Inventory, expected: list[Any]) -> None:
+    merged = {"source": CHECKPOINT, **spec}
+    assert _summary(planner.choose_targets(v1alpha1.validate_spec(merged), inventory)) == expected
+
+
+def test_fallback_says_why() -> None:
+    (target,) = planner.choose_targets(_spec(devices=["ascend910", "cpu"]), NO_ASCEND)
+    assert target.reason.startswith("fallback to cpu: ascend910 has no capacity")
+    assert "huawei.com/Ascend910" in target.reason
+
+
+def test_targets_carry_placement() -> None:
+    targets = planner.choose_targets(_spec(devices=["nvidia"]), FULL)
+    assert targets[1].selector == {"nvidia.com/gpu.product": "T4"}
+    assert targets[1].resource == "nvidia.com/gpu"
+    assert targets[1].taints[0].key == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize(
+    ("spec", "inventory", "message"),
+    [
+        ({"devices": ["ascend910"]}, CPU_ONLY, "ascend910 has no capacity"),
+        (
+            {"devices": ["nvidia"], "deviceOptions": {"nvidia": {"products": ["H100"]}}},
+            FULL,
+            "none of the products H100 is present (the cluster has A100-SXM4-40GB, T4)",
+        ),
+        (
+            {"source": {"uri": "m.onnx", "format": "onnx"}, "devices": ["ascend910"]},
+            FULL,
+            "ascend910 needs mindir, which a onnx source cannot become",
+        ),
+        ({"devices": ["auto"]}, Inventory(), "the cluster offers no device class"),
+    ],
+)
+def test_no_target_is_a_plan_error(
+    spec: dict[str, Any], inventory: Inventory, message: str
+) -> None:
+    with pytest.raises(errors.PlanError, match="no device can serve this model") as caught:
+        planner.choose_targets(v1alpha1.validate_spec({"source": CHECKPOINT, **spec}), inventory)
+    assert message in str(caught.value)
+
+
+def test_local_mode_inventory() -> None:
+    inventory = Inventory.from_pools(
+        [DevicePool(DeviceClass.CPU, allocatable=2000, nodes=("localhost",))]
+    )
+    (target,) = planner.choose_targets(_spec(), inventory)
+    assert (target.format, target.backend) == (ArtifactFormat.ONNX, BackendName.ONNXRUNTIME)
+
+
+def test_batch_profile_only_for_fixed_profile_formats() -> None:
+    spec = _spec(batching={"maxBatchSize": 8})
+    assert planner.batch_profile(spec, ArtifactFormat.TENSORRT) == (1, 8, 32)
+    assert planner.batch_profile(spec, ArtifactFormat.ONNX) is None
+
+
+def test_conversion_identity_is_stable_and_ignores_the_model() -> None:
+    spec = _spec()
+    (target,) = planner.choose_targets(spec, CPU_ONLY)
+    options = planner.target_options(spec, target)
+    other = _spec(replicas={"min": 2, "max": 5})
+    assert planner.conversion_id(spec, options) == planner.conversion_id(other, options)
+    changed = _spec(verification={"samples": 16})
+    assert planner.conversion_id(spec, options) != planner.conversion_id(changed, options)
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+def _plan(
+    spec: v1alpha1.InferenceModelSpec,
+    observed: Observed | None = None,
+    previous: v1alpha1.InferenceModelStatus | None = None,
+    inventory: Inventory = CPU_ONLY,
+) -> planner.Plan:
+    return planner.plan(
+        model=MODEL,
+        spec=spec,
+        inventory=inventory,
+        observed=observed or Observed(),
+        previous=previous,
+        settings=SETTINGS,
+        now=NOW,
+    )
+
+
+def _kinds(plan: planner.Plan) -> list[tuple[str, str]]:
+    return [(m["kind"], m["metadata"]["name"]) for m in plan.apply]
+
+
+def _job_name(spec: v1alpha1.InferenceModelSpec, inventory: Inventory = CPU_ONLY) -> str:
+    return _plan(spec, inventory=inventory).targets[0].job or ""
+
+
+def test_first_plan_converts_and_creates_the_model_service() -> None:
+    spec = _spec()
+    plan = _plan(spec)
+    job = plan.targets[0].job
+    assert _kinds(plan) == [("Job", job), ("Service", "lenet")]
+    assert plan.status["phase"] == "Converting"
+    conditions = {c["type"]: c for c in plan.status["conditions"]}
+    assert conditions["Converted"]["status"] == "False"
+    assert conditions["Converted"]["reason"] == "Converting"
+    assert conditions["Ready"]["status"] == "False"
+    assert plan.status["url"] == "http://lenet.ml.svc.cluster.local"
+    assert plan.status["observedGeneration"] == 3
+    assert [e.reason for e in plan.events] == ["Converting"]
+
+
+def test_running_job_owned_by_us_is_left_alone() -> None:
+    spec = _spec()
+    job = _job_name(spec)
+    owner = MODEL.owner(controller=False)
+    observed = Observed(jobs={job: JobState(job, JobPhase.RUNNING, "", (owner,))})
+    plan = _plan(spec, observed)
+    assert _kinds(plan) == [("Service", "lenet")]
+    assert plan.status["phase"] == "Converting"
+
+
+def test_second_model_joins_a_shared_job_as_owner() -> None:
+    spec = _spec()
+    job = _job_name(spec)
+    other = {
+        "apiVersion": "inferplane.io/v1alpha1",
+        "kind": "InferenceModel",
+        "name": "twin",
+        "uid": "uid-2",
+        "controller": False,
+        "blockOwnerDeletion": True,
+    }
+    observed = Observed(jobs={job: JobState(job, JobPhase.RUNNING, "", (other,))})
+    plan = _plan(spec, observed)
+    (manifest,) = [m for m in plan.apply if m["kind"] == "Job"]
+    assert [o["uid"] for o in manifest["metadata"]["ownerReferences"]] == ["uid-2", "uid-1"]
+
+
+def _result(key: str = "onnx-cpu-abc") -> str:
+    return json.dumps(
+        {"key": key, "sha256": "f" * 64, "verification": {"verified": True, "maxAbsError": 3e-8}}
+    )
+
+
+def test_succeeded_job_deploys_the_artifact() -> None:
+    spec = _spec(replicas={"min": 1, "max": 3})
+    job = _job_name(spec)
+    observed = Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())})
+    plan = _plan(spec, observed)
+    assert _kinds(plan) == [
+        ("Deployment", "lenet-cpu"),
+        ("Service", "lenet-cpu"),
+        ("HorizontalPodAutoscaler", "lenet-cpu"),
+        ("PodDisruptionBudget", "lenet-cpu"),
+        ("Service", "lenet"),
+    ]
+    target = plan.targets[0]
+    assert (target.key, target.artifact, target.phase) == (
+        "onnx-cpu-abc",
+        "s3://store/artifacts/onnx-cpu-abc",
+        "Deploying",
+    )
+    conditions = {c["type"]: c for c in plan.status["conditions"]}
+    assert conditions["Converted"]["status"] == "True"
+    assert conditions["Verified"]["status"] == "True"
+    assert "3e-08" in conditions["Verified"]["message"]
+    assert plan.status["phase"] == "Deploying"
+    assert [e.reason for e in plan.events] == ["Converted"]
+
+
+def test_ready_pool_makes_the_model_ready_and_keeps_transition_times() -> None:
+    spec = _spec()
+    job = _job_name(spec)
+    observed = Observed(
+        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())},
+        pools={"lenet-cpu": PoolState("lenet-cpu", "onnx-cpu-abc", 1, 1, 1, True)},
+    )
+    first = _plan(spec, observed)
+    assert first.status["phase"] == "Ready"
+    assert first.status["readyReplicas"] == 1 and first.status["devices"] == "cpu"
+    previous = v1alpha1.InferenceModelStatus.model_validate(first.status)
+    later = planner.plan(
+        model=MODEL,
+        spec=spec,
+        inventory=CPU_ONLY,
+        observed=observed,
+        previous=previous,
+        settings=SETTINGS,
+        now=NOW.replace(hour=5),
+    )
+    assert later.status["conditions"] == first.status["conditions"]
+    assert later.events == []
+
+
+def test_status_remembers_artifacts_after_the_job_is_gone() -> None:
+    """A restarted operator (or a Job removed by its TTL) must not convert again."""
+    spec = _spec()
+    job = _job_name(spec)
+    done = _plan(spec, Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())}))
+    previous = v1alpha1.InferenceModelStatus.model_validate(done.status)
+    again = _plan(spec, Observed(), previous)
+    assert "Job" not in [k for k, _ in _kinds(again)]
+    assert again.targets[0].key == "onnx-cpu-abc"
+
+
+def test_known_digest_lets_a_store_hit_skip_the_job() -> None:
+    spec = _spec(source={**CHECKPOINT, "sha256": "a" * 64})
+    (target,) = planner.choose_targets(spec, CPU_ONLY)
+    key = planner.known_key(spec, planner.target_options(spec, target))
+    assert key is not None
+    plan = _plan(spec, Observed(artifacts={key: Artifact(key, "b" * 64)}))
+    assert "Job" not in [k for k, _ in _kinds(plan)]
+    assert plan.targets[0].key == key
+
+
+def test_failed_conversion_fails_the_model_with_the_message() -> None:
+    spec = _spec()
+    job = _job_name(spec)
+    message = "inferplane: error: network:lenet5: module 'network' not found"
+    plan = _plan(spec, Observed(jobs={job: JobState(job, JobPhase.FAILED, message)}))
+    assert plan.status["phase"] == "Failed"
+    conditions = {c["type"]: c for c in plan.status["conditions"]}
+    assert conditions["Converted"]["reason"] == "ConversionFailed"
+    assert message in conditions["Converted"]["message"]
+    assert conditions["Ready"]["reason"] == "Failed"
+    assert [e.reason for e in plan.events] == ["ConversionFailed"]
+    assert _kinds(plan) == [("Service", "lenet")]  # no retry loop: the failed Job stays
+
+
+def test_failed_tensorrt_falls_back_to_onnx_on_the_same_gpu() -> None:
+    spec = _spec(devices=["nvidia"], deviceOptions={"nvidia": {"products": ["T4"]}})
+    job = _job_name(spec, FULL)
+    plan = _plan(
+        spec,
+        Observed(jobs={job: JobState(job, JobPhase.FAILED, "trtexec: out of memory")}),
+        inventory=FULL,
+    )
+    (target,) = plan.targets
+    assert (target.format, target.backend, target.product) == ("onnx", "onnxruntime", "T4")
+    assert "TensorRT engine failed (trtexec: out of memory)" in (target.reason or "")
+    assert target.job != job and plan.status["phase"] == "Converting"
+
+
+def test_some_targets_failed_is_degraded() -> None:
+    spec = _spec(devices=["auto"])
+    inventory = Inventory.from_nodes(
+        n.manifest() for n in Profile(cpu=1, nvidia=0, ascend910=1, ascend310=0).nodes
+    )
+    first = _plan(spec, inventory=inventory)
+    jobs = {t.device_class: t.job or "" for t in first.targets}
+    observed = Observed(
+        jobs={
+            jobs[DeviceClass.ASCEND910]: JobState(
+                jobs[DeviceClass.ASCEND910], JobPhase.FAILED, "boom"
+            ),
+            jobs[DeviceClass.CPU]: JobState(jobs[DeviceClass.CPU], JobPhase.SUCCEEDED, _result()),
+        },
+        pools={"lenet-cpu": PoolState("lenet-cpu", "onnx-cpu-abc", 1, 1, 1, True)},
+    )
+    plan = _plan(spec, observed, inventory=inventory)
+    assert plan.status["phase"] == "Degraded"
+    assert plan.status["devices"] == "cpu"
+    ready = {c["type"]: c for c in plan.status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("True", "Degraded")
+
+
+def test_no_device_fails_without_children() -> None:
+    plan = _plan(_spec(devices=["ascend910"]))
+    assert plan.status["phase"] == "Failed"
+    ready = {c["type"]: c for c in plan.status["conditions"]}["Ready"]
+    assert ready["reason"] == "NoDevice" and "ascend910 has no capacity" in ready["message"]
+    assert [e.reason for e in plan.events] == ["NoDevice"]
+
+
+def test_children_no_longer_planned_are_deleted() -> None:
+    from inferplane.control.observed import Child
+
+    spec = _spec()
+    job = _job_name(spec)
+    observed = Observed(
+        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())},
+        children=(
+            Child("apps/v1", "Deployment", "lenet-cpu"),
+            Child("apps/v1", "Deployment", "lenet-nvidia-t4"),
+            Child("autoscaling/v2", "HorizontalPodAutoscaler", "lenet-cpu"),
+            Child("v1", "Service", "lenet"),
+        ),
+    )
+    plan = _plan(spec, observed)  # min == max: no HPA wanted
+    assert plan.delete == [
+        ("apps/v1", "Deployment", "lenet-nvidia-t4"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler", "lenet-cpu"),
+    ]
+
+
+def test_new_artifact_rolls_out_while_old_pods_serve() -> None:
+    spec = _spec()
+    job = _job_name(spec)
+    observed = Observed(
+        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result("onnx-cpu-new"))},
+        pools={"lenet-cpu": PoolState("lenet-cpu", "onnx-cpu-old", 1, 1, 0, False)},
+    )
+    plan = _plan(spec, observed)
+    deployment = plan.apply[0]
+    assert (
+        deployment["spec"]["template"]["metadata"]["annotations"]["inferplane.io/artifact-key"]
+        == "onnx-cpu-new"
+    )
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert plan.status["phase"] == "Deploying"

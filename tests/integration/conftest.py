@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures for tests against the real test cluster (``tests/cluster``). Every test collected
+under ``tests/integration/`` is marked ``integration`` automatically.
+
+Fixtures (names are stable; other test modules rely on them):
+
+``cluster`` (session) -> ``tests.cluster.handle.Cluster``
+    Brings a cluster up once for the session (profile ``SESSION_PROFILE``) in a fresh state
+    directory and tears it down at the end, also after failures; its processes die with the test
+    process even if that is killed. With ``INFERPLANE_KUBECONFIG=<dir>/kubeconfig`` set (a cluster
+    from ``python -m tests.cluster up``), that cluster is reused and left running.
+    ``.kubeconfig`` (Path), ``.server`` (URL), ``.nodes`` (``Profile``: ``.nodes``,
+    ``.of_class("nvidia")``, ``.of_product(A100)``), ``.env`` (KUBECONFIG + binaries on PATH),
+    ``.bin("helm")`` (Path), ``.kubectl(*args, check=True, input=None)`` (CompletedProcess;
+    raises ``KubectlError`` with stderr), ``.apply(dict_or_yaml, namespace=None)``,
+    ``.get(kind, name="", namespace=None)`` (parsed JSON), ``.wait_until(fn, timeout=60,
+    what=...)``, ``.hold_release(namespace, pod, result, message="")``.
+``namespace`` (function) -> str
+    A fresh namespace (its ``default`` ServiceAccount exists), deleted after the test.
+``wait_until`` -> ``tests.cluster.handle.wait_until``
+    ``wait_until(fn, timeout=60, interval=0.2, what="...")``: polls until ``fn()`` is truthy,
+    returns that value, raises ``TimeoutError`` naming ``what``.
+``hold_release`` -> ``Cluster.hold_release``
+    ``hold_release(namespace, pod, "succeeded" | "failed", message="")`` ends a pod labelled
+    ``kwok.inferplane.io/hold: "true"`` (docs/testing.md, "Holding a pod").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.cluster import build, control_plane, handle
+from tests.cluster.profile import Profile
+
+SESSION_PROFILE = Profile(cpu=2, nvidia=1, ascend910=1, ascend310=1)
+"""Small on purpose (6 nodes: 2 CPU, 1 A100, 1 T4, 1 Ascend 910B, 1 Ascend 310P): starts fast."""
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[handle.Cluster]:
+    reuse = os.environ.get("INFERPLANE_KUBECONFIG")
+    if reuse:
+        state = control_plane.State.load(Path(reuse).resolve().parent)
+        if state is None or not control_plane.healthy(state):
+            pytest.fail(
+                f"INFERPLANE_KUBECONFIG={reuse}: no healthy cluster from "
+                "`python -m tests.cluster up` there"
+            )
+        yield handle.Cluster(state)
+        return
+    directory = build.cache_root() / "cluster" / f"pytest-{os.getpid()}"
+    state, _ = control_plane.up(directory, SESSION_PROFILE, tie_to_parent=True)
+    try:
+        yield handle.Cluster(state)
+    finally:
+        control_plane.down(directory)
+        if request.session.testsfailed:
+            print(f"\ntest cluster logs kept in {directory / 'logs'}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def namespace(cluster: handle.Cluster) -> Iterator[str]:
+    name = cluster.create_namespace()
+    try:
+        yield name
+    finally:
+        cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Any]:
+    return handle.wait_until
+
+
+@pytest.fixture
+def hold_release(cluster: handle.Cluster) -> Callable[[str, str, str, str], None]:
+    return cluster.hold_release

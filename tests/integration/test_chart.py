@@ -1,0 +1,342 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Helm chart against the real API server of the test cluster, with the real helm.
+
+Install into a namespace that enforces the ``restricted`` Pod Security Standard, check every
+permission the operator needs and a list it must not have with ``kubectl auth can-i`` as its
+ServiceAccount, upgrade to namespace-scoped mode, uninstall. Pods run on kwok's simulated nodes
+(the images are never pulled), which is enough for admission, scheduling and RBAC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.charts.chart import CHART, S3_VALUES, merge, restricted_violations, write_values
+from tests.cluster.handle import Cluster
+
+PLANTED = "planted-secret-8d1f0c2a"
+"""A store credential that must never show up outside its Secret."""
+
+SECRET_NAME = S3_VALUES["store"]["s3"]["credentialsSecret"]
+
+
+def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(cluster.bin("helm")), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=cluster.env,
+    )
+    if check:
+        assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}{result.stderr}"
+    return result
+
+
+def can_i(cluster: Cluster, account: str, verb: str, resource: str, *args: str) -> bool:
+    result = cluster.kubectl("auth", "can-i", verb, resource, f"--as={account}", *args, check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), f"can-i {verb} {resource} {args}: {result.stderr}"
+    return answer == "yes"
+
+
+def restricted_namespace(cluster: Cluster, name: str) -> None:
+    cluster.kubectl(
+        "label", "--overwrite", "namespace", name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+
+
+def store_secret(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl(
+        "create", "secret", "generic", SECRET_NAME, "-n", namespace,
+        f"--from-literal=AWS_ACCESS_KEY_ID=id-{PLANTED}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={PLANTED}",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def other_namespace(cluster: Cluster) -> Iterator[str]:
+    name = cluster.create_namespace("other")
+    try:
+        yield name
+    finally:
+        cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def release(cluster: Cluster, namespace: str) -> Iterator[str]:
+    """A release name; whatever the test left installed is uninstalled (it has cluster objects)."""
+    name = f"ip-{namespace[-8:]}"
+    try:
+        yield name
+    finally:
+        helm(cluster, "uninstall", name, "-n", namespace, "--wait", check=False)
+
+
+def operator_pods(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = cluster.get(
+        "pods", namespace=namespace
+    )  # the release namespace holds nothing else
+    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_server_side_validation_of_every_ci_values_file(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """Every object the chart renders is accepted by the real API server (dry run)."""
+    for values_file in sorted((CHART / "ci").glob("*-values.yaml")):
+        values = yaml.safe_load(values_file.read_text())
+        if values.get("watchNamespaces"):
+            values["watchNamespaces"] = [namespace]
+        values.setdefault("serviceMonitor", {})["enabled"] = False  # no Prometheus CRDs here
+        rendered = subprocess.run(
+            [
+                str(cluster.bin("helm")), "template", "dry", str(CHART), "-n", namespace,
+                "--kube-version", "v1.36.1", "--include-crds",
+                "--values", str(write_values(tmp_path, values)),
+            ],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        result = cluster.kubectl(
+            "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered, check=False
+        )
+        assert result.returncode == 0, f"{values_file.name}: {result.stderr}"
+
+
+def test_install_rbac_upgrade_uninstall(
+    cluster: Cluster, namespace: str, other_namespace: str, release: str, tmp_path: Path
+) -> None:
+    restricted_namespace(cluster, namespace)
+    restricted_namespace(cluster, other_namespace)
+    store_secret(cluster, namespace)
+    account = f"system:serviceaccount:{namespace}:{release}-inferplane"
+
+    # The namespace really enforces `restricted`: a plain pod is refused.
+    refused = cluster.kubectl(
+        "run", "plain", "-n", namespace, "--image=busybox:1.36", "--restart=Never", check=False
+    )
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+
+    # ---- install, cluster-wide --------------------------------------------------------------
+    installed = helm(
+        cluster, "install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "120s",
+        "--values", str(write_values(tmp_path, S3_VALUES)),
+    )  # fmt: skip
+    assert "would violate PodSecurity" not in installed.stderr, installed.stderr
+    notes = installed.stdout.split("NOTES:", 1)[1]
+    assert f"rollout status deployment/{release}-inferplane" in notes
+    assert "kubectl apply -n default" in notes and "/v2/models/lenet/ready" in notes
+    assert f'Secret "{SECRET_NAME}"' in notes
+
+    pods = operator_pods(cluster, namespace)
+    assert len(pods) == 2 and all(ready(p) for p in pods), [p["status"] for p in pods]
+    for pod in pods:
+        assert pod["spec"]["serviceAccountName"] == f"{release}-inferplane"
+        assert restricted_violations(pod["spec"]) == []
+    assert cluster.get("clusterkopfpeerings", f"{release}-inferplane")["metadata"]["name"]
+    assert cluster.get("crd", "inferencemodels.inferplane.io")["spec"]["group"] == "inferplane.io"
+    assert cluster.get("crd", "kopfpeerings.kopf.dev")["spec"]["scope"] == "Namespaced"
+
+    # What the operator needs, cluster-wide (checked in a namespace it has never seen).
+    ns = ["-n", other_namespace]
+    needed = [
+        ("list", "nodes"), ("watch", "nodes"), ("get", "nodes"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("patch", "clusterkopfpeerings.kopf.dev"), ("watch", "clusterkopfpeerings.kopf.dev"),
+    ]  # fmt: skip
+    needed_ns = [
+        ("watch", "inferencemodels.inferplane.io"), ("patch", "inferencemodels.inferplane.io"),
+        ("patch", "inferencemodels.inferplane.io/status"),
+        ("update", "inferencemodels.inferplane.io/finalizers"),
+        ("create", "jobs.batch"), ("delete", "jobs.batch"), ("watch", "jobs.batch"),
+        ("create", "deployments.apps"), ("patch", "deployments.apps"),
+        ("create", "services"), ("delete", "services"),
+        ("create", "horizontalpodautoscalers.autoscaling"),
+        ("patch", "poddisruptionbudgets.policy"),
+        ("list", "pods"), ("watch", "pods"),
+        ("create", "events"), ("create", "events.events.k8s.io"),
+    ]  # fmt: skip
+    for verb, resource in needed:
+        assert can_i(cluster, account, verb, resource), f"cannot {verb} {resource}"
+    for verb, resource in needed_ns:
+        assert can_i(cluster, account, verb, resource, *ns), f"cannot {verb} {resource}"
+
+    # What it must never do.
+    forbidden = [
+        ("get", "secrets", *ns), ("list", "secrets", "-A"), ("get", "secrets", "-n", namespace),
+        ("watch", "secrets", "-n", namespace),
+        ("delete", "nodes"), ("patch", "nodes"),
+        ("create", "clusterroles"), ("create", "clusterrolebindings"),
+        ("create", "rolebindings", *ns),
+        ("escalate", "clusterroles"), ("bind", "clusterroles"),
+        ("create", "pods", "--subresource=exec", *ns), ("get", "pods", "--subresource=log", *ns),
+        ("create", "pods", *ns), ("delete", "pods", *ns),
+        ("impersonate", "serviceaccounts"), ("delete", "namespaces"),
+        ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "serviceaccounts/token", *ns),
+        ("*", "*"),
+    ]  # fmt: skip
+    for verb, resource, *args in forbidden:
+        assert not can_i(cluster, account, verb, resource, *args), f"may {verb} {resource} {args}"
+
+    # The planted credential appears nowhere but in its Secret.
+    manifest = helm(cluster, "get", "all", release, "-n", namespace).stdout
+    assert SECRET_NAME in manifest and PLANTED not in manifest
+    dumped = cluster.kubectl("get", "deploy,rs,pods,sa,cm,events", "-n", namespace, "-o", "yaml")
+    assert PLANTED not in dumped.stdout
+
+    # ---- upgrade: namespace-scoped, one replica without peering, NetworkPolicies ------------
+    upgraded_values = merge(
+        S3_VALUES,
+        {
+            "watchNamespaces": [other_namespace],
+            "operator": {"replicas": 1, "peering": {"enabled": False}},
+            "networkPolicy": {"enabled": True},
+            "logLevel": "debug",
+        },
+    )
+    upgraded = helm(
+        cluster, "upgrade", release, str(CHART), "-n", namespace, "--wait", "--timeout", "120s",
+        "--values", str(write_values(tmp_path, upgraded_values, "upgrade.yaml")),
+    )  # fmt: skip
+    assert "would violate PodSecurity" not in upgraded.stderr, upgraded.stderr
+    deployment = cluster.get("deployment", f"{release}-inferplane", namespace=namespace)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-3:] == ["--standalone", "--namespace", other_namespace]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert json.loads(env["INFERPLANE_NAMESPACES"]) == [other_namespace]
+    assert env["INFERPLANE_LOG_LEVEL"] == "debug"
+    cluster.wait_until(
+        lambda: len(operator_pods(cluster, namespace)) == 1,
+        timeout=60,
+        what="the old operator pods to go",
+    )
+    assert cluster.get("role", f"{release}-inferplane-models", namespace=other_namespace)
+    assert cluster.get("networkpolicy", f"{release}-inferplane-servers", namespace=other_namespace)
+    gone = cluster.kubectl("get", "clusterrole", f"{release}-inferplane-models", check=False)
+    assert gone.returncode != 0
+    gone = cluster.kubectl("get", "clusterkopfpeering", f"{release}-inferplane", check=False)
+    assert gone.returncode != 0
+
+    assert can_i(cluster, account, "create", "jobs.batch", "-n", other_namespace)
+    assert can_i(cluster, account, "list", "nodes")
+    assert not can_i(cluster, account, "create", "jobs.batch", "-n", namespace)
+    assert not can_i(cluster, account, "watch", "inferencemodels.inferplane.io", "-A")
+    assert not can_i(cluster, account, "create", "jobs.batch", "-n", "default")
+    assert not can_i(cluster, account, "patch", "kopfpeerings.kopf.dev", "-n", other_namespace)
+
+    # ---- uninstall: everything of the release goes, the CRDs stay (Helm never deletes them) --
+    helm(cluster, "uninstall", release, "-n", namespace, "--wait")
+    selector = f"app.kubernetes.io/instance={release}"
+    for kind in ("clusterroles", "clusterrolebindings"):
+        assert cluster.kubectl("get", kind, "-l", selector, "-o", "name").stdout.strip() == ""
+    for kind in ("deployments", "serviceaccounts", "roles", "rolebindings", "networkpolicies"):
+        for ns_name in (namespace, other_namespace):
+            left = cluster.kubectl("get", kind, "-n", ns_name, "-l", selector, "-o", "name")
+            assert left.stdout.strip() == "", f"{kind} left in {ns_name}: {left.stdout}"
+    assert cluster.get("crd", "inferencemodels.inferplane.io")
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as ``account`` with a token from the TokenRequest API."""
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = {c["name"]: c["context"] for c in admin["contexts"]}[admin["current-context"]]
+    server = {c["name"]: c["cluster"] for c in admin["clusters"]}[context["cluster"]]
+    server = dict(server)
+    if "certificate-authority" in server:
+        server["certificate-authority"] = str(
+            (cluster.kubeconfig.parent / server["certificate-authority"]).resolve()
+        )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": server}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": account}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_operator_runs_as_the_chart_service_account(
+    cluster: Cluster, namespace: str, other_namespace: str, release: str, tmp_path: Path
+) -> None:
+    """The real operator, out of cluster, as the chart's ServiceAccount with the chart's settings:
+    it watches, plans and creates children in the namespace it manages, and is never refused."""
+    restricted_namespace(cluster, other_namespace)
+    store_secret(cluster, namespace)
+    values = merge(S3_VALUES, {"watchNamespaces": [other_namespace], "operator": {"replicas": 1}})
+    helm(
+        cluster, "install", release, str(CHART), "-n", namespace,
+        "--values", str(write_values(tmp_path, values)),
+    )  # fmt: skip
+    deployment = cluster.get("deployment", f"{release}-inferplane", namespace=namespace)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("INFERPLANE_", "KUBE"))},
+        **{e["name"]: e["value"] for e in container["env"] if "value" in e},
+        "INFERPLANE_STORE": f"file://{tmp_path / 'store'}",  # the chart's is an unreachable bucket
+        "KUBECONFIG": str(
+            service_account_kubeconfig(
+                cluster, namespace, f"{release}-inferplane", tmp_path / "sa.kubeconfig"
+            )
+        ),
+    }
+    args = container["args"]
+    assert args[:3] == ["operator", "--liveness", "http://0.0.0.0:8081/healthz"]
+    log = tmp_path / "operator.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inferplane", "operator", *args[3:]],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        cluster.apply(
+            {
+                "apiVersion": "inferplane.io/v1alpha1",
+                "kind": "InferenceModel",
+                "metadata": {"name": "mlp", "namespace": other_namespace},
+                "spec": {
+                    "source": {"uri": "s3://models/mlp.onnx", "format": "onnx"},
+                    "devices": ["cpu"],
+                },
+            }
+        )
+
+        def progressed() -> bool:
+            model = cluster.get("inferencemodel", "mlp", namespace=other_namespace)
+            children = cluster.kubectl(
+                "get", "jobs,deployments", "-n", other_namespace, "-o", "name",
+                "-l", "app.kubernetes.io/managed-by=inferplane",
+            ).stdout.split()  # fmt: skip
+            return bool(model.get("status", {}).get("conditions")) and bool(children)
+
+        cluster.wait_until(progressed, timeout=90, what=f"the operator to act (log: {log})")
+        assert process.poll() is None, log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    text = log.read_text()
+    for refused in ("403", "Forbidden", "forbidden"):
+        assert refused not in text, f"the operator was refused something:\n{text}"

@@ -1,0 +1,234 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The operator on the real test cluster: the CRD's validation, placement by the real scheduler,
+fallback and re-planning on node changes, restart convergence, failed conversions, deletion.
+
+Conversion pods are held (``kwok.inferplane.io/hold``) and released by the test with the result
+``inferplane convert`` reports in its termination message; the end-to-end test in tests/e2e runs
+the real converter and server instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.api import bad_manifests
+from tests.cluster import handle
+from tests.e2e import operator_process as op
+
+RESOURCE_OF = {
+    "nvidia": "nvidia.com/gpu",
+    "ascend910": "huawei.com/Ascend910",
+    "ascend310": "huawei.com/Ascend310P",
+}
+PRODUCT_LABEL = {
+    "nvidia": "nvidia.com/gpu.product",
+    "ascend310": "node.kubernetes.io/npu.chip.name",
+}
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: handle.Cluster) -> None:
+    op.install_crd(cluster)
+
+
+@pytest.fixture
+def operator(cluster: handle.Cluster, crd: None, tmp_path: Path) -> Iterator[op.Operator]:
+    process = op.Operator(
+        cluster, store=f"file://{tmp_path / 'store'}", log=tmp_path / "operator.log"
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def restricted(cluster: handle.Cluster, namespace: str) -> str:
+    """The test namespace, enforcing the restricted Pod Security Standard."""
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    return namespace
+
+
+def test_bad_manifests_are_rejected_by_the_api_server(
+    cluster: handle.Cluster, crd: None, namespace: str
+) -> None:
+    good = op.model("good", **bad_manifests.base_spec())
+    cluster.apply(good, namespace=namespace)
+    failures = []
+    for case in bad_manifests.load(namespace=namespace):
+        result = cluster.kubectl("apply", "-f", "-", input=json.dumps(case.manifest), check=False)
+        text = result.stderr
+        if result.returncode == 0 or case.field not in text or case.message not in text:
+            failures.append(f"{case.name}: rc={result.returncode} {text.strip()}")
+    assert not failures, "\n".join(failures)
+
+
+def _server_pods(cluster: handle.Cluster, namespace: str) -> list[dict[str, Any]]:
+    pods = cluster.get("pods", namespace=namespace)
+    return [
+        p for p in pods
+        if p["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "server"
+        and p["spec"].get("nodeName")
+    ]  # fmt: skip
+
+
+def _release_all(cluster: handle.Cluster, namespace: str, count: int) -> list[str]:
+    pods = handle.wait_until(
+        lambda: (lambda held: held if len(held) >= count else None)(
+            op.held_pods(cluster, namespace)
+        ),
+        timeout=60,
+        what=f"{count} held conversion pods",
+    )
+    return [op.release_with_result(cluster, namespace, pod) for pod in pods]
+
+
+def test_auto_model_gets_a_pool_per_class_and_product(
+    cluster: handle.Cluster, operator: op.Operator, restricted: str
+) -> None:
+    namespace = restricted
+    cluster.apply(op.model("lenet"), namespace=namespace)
+    body = op.wait_phase(cluster, namespace, "lenet", "Converting")
+    targets = {(t["deviceClass"], t.get("product")) for t in body["status"]["targets"]}
+    assert targets == {
+        ("ascend910", None), ("ascend310", "Ascend310P3"), ("nvidia", "A100-SXM4-40GB"),
+        ("nvidia", "T4"), ("cpu", None),
+    }  # fmt: skip
+    jobs = cluster.get("jobs", namespace=namespace)
+    assert len(jobs) == 5
+    _release_all(cluster, namespace, 5)
+    body = op.wait_phase(cluster, namespace, "lenet", "Ready", timeout=90)
+    assert body["status"]["readyReplicas"] == 5
+    pods = _server_pods(cluster, namespace)
+    assert len(pods) == 5
+    for pod in pods:
+        labels = pod["metadata"]["labels"]
+        device_class = labels["inferplane.io/device-class"]
+        node = op.node_of(cluster, pod)
+        limits = pod["spec"]["containers"][0]["resources"].get("limits", {})
+        resource = RESOURCE_OF.get(device_class)
+        if resource is None:
+            assert not any(k.startswith(("nvidia.com", "huawei.com")) for k in limits)
+            assert not set(node["metadata"]["labels"]) & {"nvidia.com/gpu.present", "accelerator"}
+        else:
+            assert limits[resource] == 1
+            assert node["status"]["allocatable"].get(resource), (pod["metadata"]["name"], node)
+        if device_class in PRODUCT_LABEL:
+            wanted = labels["inferplane.io/product"].removeprefix("Ascend")
+            assert node["metadata"]["labels"][PRODUCT_LABEL[device_class]] == wanted
+    services = {s["metadata"]["name"] for s in cluster.get("services", namespace=namespace)}
+    assert "lenet" in services and len(services) == 6
+    assert body["status"]["url"] == f"http://lenet.{namespace}.svc.cluster.local"
+    assert {c["type"]: c["status"] for c in body["status"]["conditions"]} == {
+        "Converted": "True", "Verified": "True", "Ready": "True",
+    }  # fmt: skip
+    events = cluster.get("events", namespace=namespace)
+    reasons = {e["reason"] for e in events if e["involvedObject"].get("name") == "lenet"}
+    assert {"Converting", "Converted", "PoolReady", "Ready"} <= reasons
+
+
+def test_fallback_then_replan_when_the_class_comes_back(
+    cluster: handle.Cluster, operator: op.Operator, namespace: str
+) -> None:
+    ascend = [n.name for n in cluster.nodes.of_class("ascend910")]
+    for node in ascend:
+        cluster.kubectl("cordon", node)
+    try:
+        cluster.apply(op.model("pref", devices=["ascend910", "cpu"]), namespace=namespace)
+        _release_once(cluster, namespace)
+        body = op.wait_phase(cluster, namespace, "pref", "Ready", timeout=60)
+        (target,) = body["status"]["targets"]
+        assert target["deviceClass"] == "cpu"
+        assert target["reason"].startswith("fallback to cpu: ascend910 has no capacity")
+        assert body["status"]["devices"] == "cpu"
+    finally:
+        for node in ascend:
+            cluster.kubectl("uncordon", node)
+    _release_once(cluster, namespace)
+    body = handle.wait_until(
+        lambda: (lambda b: b if (b.get("status") or {}).get("devices") == "ascend910"
+                 and b["status"].get("phase") == "Ready" else None)(
+            op.get_model(cluster, namespace, "pref")
+        ),
+        timeout=60,
+        what="pref to move to ascend910",
+    )  # fmt: skip
+    deployments = {d["metadata"]["name"] for d in cluster.get("deployments", namespace=namespace)}
+    handle.wait_until(
+        lambda: (
+            {d["metadata"]["name"] for d in cluster.get("deployments", namespace=namespace)}
+            == {"pref-ascend910"}
+        ),
+        timeout=30,
+        what=f"the cpu pool to go (have {deployments})",
+    )
+
+
+def _release_once(cluster: handle.Cluster, namespace: str) -> list[str]:
+    return _release_all(cluster, namespace, 1)
+
+
+def test_restart_mid_conversion_converges_without_duplicates(
+    cluster: handle.Cluster, operator: op.Operator, namespace: str
+) -> None:
+    cluster.apply(op.model("twice", devices=["nvidia"]), namespace=namespace)
+    handle.wait_until(
+        lambda: len(op.held_pods(cluster, namespace)) == 2, timeout=60, what="two held pods"
+    )
+    operator.stop()
+    operator.start()
+    handle.wait_until(
+        lambda: op.phase(cluster, namespace, "twice") == "Converting", timeout=30, what="resume"
+    )
+    assert len(cluster.get("jobs", namespace=namespace)) == 2
+    _release_all(cluster, namespace, 2)
+    op.wait_phase(cluster, namespace, "twice", "Deploying", timeout=60)
+    operator.stop()
+    operator.start()
+    op.wait_phase(cluster, namespace, "twice", "Ready", timeout=60)
+    assert len(cluster.get("jobs", namespace=namespace)) == 2
+    assert len(cluster.get("deployments", namespace=namespace)) == 2
+    assert len(cluster.get("replicasets", namespace=namespace)) == 2
+
+
+def test_failed_conversion_surfaces_the_termination_message(
+    cluster: handle.Cluster, operator: op.Operator, namespace: str
+) -> None:
+    cluster.apply(op.model("broken", devices=["cpu"]), namespace=namespace)
+    (pod,) = handle.wait_until(
+        lambda: op.held_pods(cluster, namespace), timeout=60, what="the held conversion pod"
+    )
+    message = "inferplane: error: network:lenet5: no module named 'network'"
+    cluster.hold_release(namespace, pod["metadata"]["name"], "failed", message)
+    body = op.wait_phase(cluster, namespace, "broken", "Failed", timeout=90)
+    conditions = {c["type"]: c for c in body["status"]["conditions"]}
+    assert conditions["Converted"]["reason"] == "ConversionFailed"
+    assert message in conditions["Converted"]["message"]
+    assert conditions["Ready"]["status"] == "False"
+    jobs = cluster.get("jobs", namespace=namespace)
+    assert len(jobs) == 1  # no hot retry loop
+
+
+def test_deletion_removes_everything_owned(
+    cluster: handle.Cluster, operator: op.Operator, namespace: str
+) -> None:
+    cluster.apply(
+        op.model("gone", devices=["cpu"], replicas={"min": 1, "max": 3}), namespace=namespace
+    )
+    _release_once(cluster, namespace)
+    op.wait_phase(cluster, namespace, "gone", "Ready", timeout=60)
+    kinds = "deployments,services,hpa,pdb,jobs"
+    assert cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.count("\n") == 6
+    cluster.kubectl("delete", "inferencemodel", "gone", "-n", namespace, "--wait=true")
+    handle.wait_until(
+        lambda: cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.strip() == "",
+        timeout=60,
+        what="the garbage collector to remove every child",
+    )
