@@ -20,7 +20,16 @@ if ((${#need_apt[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >&2
 fi
 
-key="$("$PYTHON" -c 'import sys; print("py%d%d" % sys.version_info[:2])')-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-12)"
+# The key covers the Python version and the declared dependencies only: tool settings in
+# pyproject.toml (ruff, mypy, pytest) can change without rebuilding the environment.
+key="$("$PYTHON" - "$ROOT/pyproject.toml" <<'PY'
+import hashlib, json, sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+deps = {"deps": project["dependencies"], "extras": project.get("optional-dependencies", {})}
+digest = hashlib.sha256(json.dumps(deps, sort_keys=True).encode()).hexdigest()[:12]
+print("py%d%d-%s" % (*sys.version_info[:2], digest))
+PY
+)"
 VENV="$INFERPLANE_CACHE/venv-$key"
 (
     flock 9

@@ -8,6 +8,7 @@ reuse these functions; ``tests/conftest.py`` wraps them in session fixtures.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +36,7 @@ def mlp_onnx(path: Path, sizes: Sequence[int] = (64, 128, 10), *, seed: int = 0)
     nodes: list[onnx.NodeProto] = []
     weights: list[onnx.TensorProto] = []
     prev = "x"
-    for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         w = (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32)
         b = (rng.standard_normal(fan_out) * 0.1).astype(np.float32)
         weights += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
@@ -86,9 +87,9 @@ def typed_identity_onnx(path: Path) -> Path:
 
 
 def multi_io_onnx(path: Path) -> Path:
-    """Two inputs, two outputs: ``a:[-1,4] FP32, b:[-1,4] FP32 -> sum = a+b, prod = a*b (INT64 casted)``.
+    """Two inputs, two outputs: ``a, b:[-1,4] FP32 -> sum = a + b, prod = round(a * b)``.
 
-    ``prod`` is cast to INT64 after rounding so the model mixes output datatypes.
+    ``prod`` is cast to INT64 so the model mixes output datatypes.
     """
     nodes = [
         helper.make_node("Add", ["a", "b"], ["sum"]),
@@ -134,7 +135,7 @@ def lenet_network() -> object:
 
 
 def lenet_checkpoint(directory: Path, *, seed: int = 0) -> Path:
-    """Save a LeNet5 checkpoint ``lenet.ckpt`` (network ``network:lenet5``, PYTHONPATH=examples/lenet)."""
+    """Save a random LeNet5 as ``lenet.ckpt`` (its network: ``network:lenet5``)."""
     import mindspore as ms
 
     ms.set_seed(seed)

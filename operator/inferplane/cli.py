@@ -76,7 +76,8 @@ def serve(**options: Any) -> None:
 @click.option("--source", required=True, help="Path or URI (file://, pvc://, s3://, http(s)://).")
 @click.option("--format", "source_format", type=click.Choice(FORMATS), required=True)
 @click.option("--network", help="module:callable returning the nn.Cell (checkpoints).")
-@click.option("--input", "inputs", multiple=True, help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32")
+@click.option("--input", "inputs", multiple=True,
+              help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32")
 @click.option("--to", "target", type=click.Choice(TARGETS), required=True)
 @click.option("--device", type=click.Choice(DEVICES[1:]),
               help="Device class the artifact is for (default: by target, e.g. onnx -> cpu).")

@@ -46,6 +46,7 @@ def _up(profile: Profile, settle: float = 0.0) -> tuple[dict[str, float], dict[s
     finally:
         control_plane.down(directory)
         shutil.rmtree(directory, ignore_errors=True)
+        control_plane.lock_file(directory).unlink(missing_ok=True)
     return phases, memory
 
 

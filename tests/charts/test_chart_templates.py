@@ -129,6 +129,7 @@ def test_cluster_wide_rbac(tmp_path: Path) -> None:
     assert granted(objects, "", "pods") == {None: READ}
     assert granted(objects, "kopf.dev", "clusterkopfpeerings")[None] >= {"patch", "watch"}
     assert granted(objects, "kopf.dev", "kopfpeerings") == {}
+    assert granted(objects, "", "namespaces") == {}
 
 
 @pytest.mark.parametrize(
@@ -170,7 +171,8 @@ def test_namespaced_mode(tmp_path: Path) -> None:
     cluster_roles = find(objects, "ClusterRole")
     assert len(cluster_roles) == 1
     cluster_resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
-    assert cluster_resources == {"nodes", "customresourcedefinitions"}
+    assert cluster_resources == {"nodes", "customresourcedefinitions", "namespaces"}
+    assert granted(objects, "", "namespaces") == {None: {"list", "watch"}}
     assert set(granted(objects, "batch", "jobs")) == {"team-a", "team-b"}
     assert set(granted(objects, "kopf.dev", "kopfpeerings")) == {"team-a", "team-b"}
     assert not find(objects, "ClusterKopfPeering")

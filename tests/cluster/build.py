@@ -48,7 +48,8 @@ def is_built(component: versions.Component) -> bool:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -106,7 +107,7 @@ def ensure_built(
     """Build every missing component; return the seconds each build took (0 for cached ones)."""
     timings: dict[str, float] = {}
     log = bin_dir() / "build.log"
-    with _locked(bin_dir() / ".build.lock"):
+    with locked(bin_dir() / ".build.lock"):
         for component in components:
             label = f"{component.name}-{component.version}"
             if is_built(component):

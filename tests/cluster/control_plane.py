@@ -160,6 +160,8 @@ def _argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> lis
             f"--service-account-signing-key-file={p / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
+            # A loopback address cannot back the kubernetes Service's endpoints.
+            "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
         ]
@@ -316,8 +318,19 @@ def up(
     ``phases``, if given, receives the seconds from the start to ``api`` (``/readyz`` ok),
     ``controllers`` (scheduler and controller-manager healthy) and ``nodes`` (all Ready).
     """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with build.locked(lock_file(directory)):
+        return _up(directory, profile, tie_to_parent, timeout, {} if phases is None else phases)
+
+
+def _up(
+    directory: Path,
+    profile: Profile,
+    tie_to_parent: bool,
+    timeout: float,
+    marks: dict[str, float],
+) -> tuple[State, bool]:
     started = time.monotonic()
-    marks = phases if phases is not None else {}
     previous = State.load(directory)
     if previous is not None:
         if all(previous.alive().values()) and healthy(previous):
@@ -327,11 +340,7 @@ def up(
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     pki.generate(directory / "pki")
-    ports = {
-        name: processes.free_port()
-        for name in ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager")
-    }
-    ports["kube-scheduler"] = processes.free_port()
+    ports = {name: processes.free_port() for name in ("etcd-peer", *ORDER) if name != "kwok"}
     binaries = {name: str(build.binary_path(name)) for name in (*ORDER, "kubectl", "helm")}
     state = State(directory=directory, pids={}, binaries=binaries, ports=ports, profile=profile)
     server = state.server
@@ -367,6 +376,11 @@ def up(
         down(directory)
         raise
     return state, False
+
+
+def lock_file(directory: Path) -> Path:
+    """The lock that serialises ``up`` on one state directory (kept beside it)."""
+    return directory.with_name(f".{directory.name}.lock")
 
 
 def down(directory: Path) -> bool:

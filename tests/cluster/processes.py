@@ -23,10 +23,10 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel sends SIGTERM when the parent dies, so a test
+    """Runs in the child before exec: the kernel sends SIGKILL when the parent dies, so a test
     session killed hard (SIGKILL, OOM) leaves no control plane behind."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def start(

@@ -26,6 +26,16 @@ from typing import Any
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 MAX_NODES = 1000
+_NODE_INFO_FIELDS = (
+    "machineID",
+    "systemUUID",
+    "bootID",
+    "kernelVersion",
+    "osImage",
+    "containerRuntimeVersion",
+    "kubeletVersion",
+    "kubeProxyVersion",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +179,12 @@ class Node:
             "status": {
                 "capacity": self.capacity,
                 "allocatable": self.capacity,
-                "nodeInfo": {"architecture": self.product.arch, "operatingSystem": "linux"},
+                # All fields are required by the schema; kwok fills the empty ones.
+                "nodeInfo": {
+                    **dict.fromkeys(_NODE_INFO_FIELDS, ""),
+                    "architecture": self.product.arch,
+                    "operatingSystem": "linux",
+                },
             },
         }
 

@@ -273,3 +273,21 @@ def test_absent_runtime_is_recorded_without_numbers(target: ArtifactFormat, need
     v = pipeline.unverified(req, reference_name="onnx-source")
     assert v.verified is False and needs in v.reason
     assert v.max_abs_error is None and v.max_rel_error is None and v.samples == 0
+
+
+def test_fixed_batch_model_parity_and_padded_accuracy(tmp_path: Path) -> None:
+    """A model with a fixed batch of 2 (y = 2x): parity at its batch, accuracy in padded chunks."""
+    model = models.fixed_batch_onnx(tmp_path / "fixed.onnx")
+    x = np.random.default_rng(3).standard_normal((5, 3)).astype(np.float32)
+    np.savez(tmp_path / "val.npz", x=x, y=x.argmax(axis=1))
+    req = pipeline.Request(
+        source=str(model),
+        source_format=ArtifactFormat.ONNX,
+        target=ArtifactFormat.ONNX,
+        store=str(tmp_path / "store"),
+        validation=str(tmp_path / "val.npz"),
+    )
+    m = pipeline.convert(req).manifest
+    assert m.verification.verified and m.verification.batch_sizes == [2]
+    assert m.accuracy is not None and m.accuracy.samples == 5
+    assert m.accuracy.reference == m.accuracy.converted == 1.0

@@ -72,6 +72,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[handle.Cluster]:
             print(f"\ntest cluster logs kept in {directory / 'logs'}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
+            control_plane.lock_file(directory).unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -99,6 +99,12 @@ def test_server_side_validation_of_every_ci_values_file(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
     """Every object the chart renders is accepted by the real API server (dry run)."""
+    cluster.kubectl("apply", "-f", str(CHART / "crds"))  # the CRs need their CRDs to validate
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s",
+        "crd/inferencemodels.inferplane.io", "crd/kopfpeerings.kopf.dev",
+        "crd/clusterkopfpeerings.kopf.dev",
+    )  # fmt: skip
     for values_file in sorted((CHART / "ci").glob("*-values.yaml")):
         values = yaml.safe_load(values_file.read_text())
         if values.get("watchNamespaces"):
@@ -107,7 +113,7 @@ def test_server_side_validation_of_every_ci_values_file(
         rendered = subprocess.run(
             [
                 str(cluster.bin("helm")), "template", "dry", str(CHART), "-n", namespace,
-                "--kube-version", "v1.36.1", "--include-crds",
+                "--kube-version", "v1.36.1",
                 "--values", str(write_values(tmp_path, values)),
             ],
             capture_output=True, text=True, timeout=60, check=True,

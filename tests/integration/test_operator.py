@@ -112,13 +112,16 @@ def test_auto_model_gets_a_pool_per_class_and_product(
         labels = pod["metadata"]["labels"]
         device_class = labels["inferplane.io/device-class"]
         node = op.node_of(cluster, pod)
-        limits = pod["spec"]["containers"][0]["resources"].get("limits", {})
+        resources = pod["spec"]["containers"][0]["resources"]
+        limits = resources.get("limits", {})
         resource = RESOURCE_OF.get(device_class)
         if resource is None:
             assert not any(k.startswith(("nvidia.com", "huawei.com")) for k in limits)
             assert not set(node["metadata"]["labels"]) & {"nvidia.com/gpu.present", "accelerator"}
         else:
-            assert limits[resource] == 1
+            assert limits[resource] == resources["requests"][resource] == "1"
+            others = [k for k in limits if k.startswith(("nvidia.com", "huawei.com"))]
+            assert others == [resource]
             assert node["status"]["allocatable"].get(resource), (pod["metadata"]["name"], node)
         if device_class in PRODUCT_LABEL:
             wanted = labels["inferplane.io/product"].removeprefix("Ascend")
@@ -202,16 +205,22 @@ def test_failed_conversion_surfaces_the_termination_message(
     cluster: handle.Cluster, operator: op.Operator, namespace: str
 ) -> None:
     cluster.apply(op.model("broken", devices=["cpu"]), namespace=namespace)
-    (pod,) = handle.wait_until(
-        lambda: op.held_pods(cluster, namespace), timeout=60, what="the held conversion pod"
-    )
     message = "inferplane: error: network:lenet5: no module named 'network'"
-    cluster.hold_release(namespace, pod["metadata"]["name"], "failed", message)
-    body = op.wait_phase(cluster, namespace, "broken", "Failed", timeout=90)
+
+    def fail_attempts() -> str | None:
+        """Fail every held attempt (backoffLimit 1: two pods) until the model fails."""
+        for pod in op.held_pods(cluster, namespace):
+            cluster.hold_release(namespace, pod["metadata"]["name"], "failed", message)
+        return "done" if op.phase(cluster, namespace, "broken") == "Failed" else None
+
+    handle.wait_until(fail_attempts, timeout=90, interval=1, what="the conversion to fail")
+    body = op.get_model(cluster, namespace, "broken")
     conditions = {c["type"]: c for c in body["status"]["conditions"]}
     assert conditions["Converted"]["reason"] == "ConversionFailed"
     assert message in conditions["Converted"]["message"]
     assert conditions["Ready"]["status"] == "False"
+    (target,) = body["status"]["targets"]
+    assert target["phase"] == "Failed" and message in target["message"]
     jobs = cluster.get("jobs", namespace=namespace)
     assert len(jobs) == 1  # no hot retry loop
 

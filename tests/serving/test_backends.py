@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.serving.conftest import ROOT, StartServer, binary_infer, binary_output
+from tests.serving.test_server import run_ort
 
 from inferplane import errors
 from inferplane.api.tensors import TensorSpec
@@ -22,8 +24,6 @@ from inferplane.artifacts.manifest import (
 )
 from inferplane.devices import ArtifactFormat, BackendName, DeviceClass
 from inferplane.serving import server
-from tests.serving.conftest import ROOT, StartServer, binary_infer, binary_output
-from tests.serving.test_server import run_ort
 
 
 def test_resolve_by_suffix(mlp_onnx: Path, tmp_path: Path) -> None:

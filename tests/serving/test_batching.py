@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tests import models
 from tests.serving.conftest import StartServer, binary_infer, binary_output, metric_value
 from tests.serving.test_server import run_ort
@@ -69,8 +68,7 @@ def test_queue_full_is_503_with_retry_after(start_server: StartServer, heavy_onn
     assert 503 in codes and 200 in codes, codes
     assert all(c in (200, 503) for c in codes)
     assert b"queue full" in next(b for s, b in statuses if s == 503)
-    status, headers, _ = server.request("POST", "/v2/models/heavy/infer", b"{}")
-    assert status == 400
+    assert server.request("POST", "/v2/models/heavy/infer", b"{}")[0] == 400
     assert binary_infer(server, "heavy", x[:1])[0] == 200
     text = server.metrics()
     assert metric_value(text, "inferplane_requests_total", outcome="unavailable") == codes.count(
@@ -84,8 +82,9 @@ def test_retry_after_header(start_server: StartServer, heavy_onnx: Path) -> None
     import http.client
     import json
 
-    header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [64, 2048],
-                                     "parameters": {"binary_data_size": x.nbytes}}]}).encode()  # fmt: skip
+    tensor = {"name": "x", "datatype": "FP32", "shape": [64, 2048]}
+    tensor["parameters"] = {"binary_data_size": x.nbytes}
+    header = json.dumps({"inputs": [tensor]}).encode()
 
     def call(_: int) -> tuple[int, str | None]:
         conn = http.client.HTTPConnection(server.url, timeout=60)

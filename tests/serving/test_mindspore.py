@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
-
 from tests import models
-from tests.serving.conftest import StartServer, metric_value
+from tests.serving.conftest import Server, StartServer, metric_value
 
 LENET_ENV = {"PYTHONPATH": str(models.LENET_DIR)}
 
@@ -25,6 +25,22 @@ def reference(lenet_checkpoint: Path):  # type: ignore[no-untyped-def]
     ms.load_param_into_net(net, ms.load_checkpoint(str(lenet_checkpoint)))  # type: ignore[arg-type]
     net.set_train(False)  # type: ignore[attr-defined]
     return lambda x: net(ms.Tensor(x)).asnumpy()  # type: ignore[operator]
+
+
+def _not_ready_until_loaded(server: Server) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if server.request("GET", "/v2/health/live")[0] == 200:
+                break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    status, headers, body = server.request("GET", "/v2/health/ready")
+    assert status == 503 and b"loading" in body
+    status, headers, body = server.request("POST", "/v2/models/lenet/infer", b"{}")
+    assert status == 503 and int(headers["retry-after"]) >= 1
+    assert server.request("GET", "/v2/models/lenet/ready")[0] == 503
 
 
 def _infer(url: str, x: np.ndarray, binary: bool) -> np.ndarray:
@@ -48,10 +64,11 @@ def test_lenet_equals_mindspore(
     args: list[str | Path] = [lenet_checkpoint, "--network", models.LENET_NETWORK]
     if source == "mindir":
         args = [lenet_mindir]
-    server = start_server(
-        *args, "--input", models.LENET_INPUT, "--max-batch-size", "4", "--max-queue-delay-ms", "50",
-        env=LENET_ENV,
-    )  # fmt: skip
+    args += ["--input", models.LENET_INPUT, "--max-batch-size", "4", "--max-queue-delay-ms", "50"]
+    server = start_server(*args, env=LENET_ENV, ready=False)
+    if source == "checkpoint":  # loading MindSpore takes seconds: the server answers meanwhile
+        _not_ready_until_loaded(server)
+    server.wait_ready()
     rng = np.random.default_rng(5)
     for binary in (False, True):
         x = rng.standard_normal((2, 1, 32, 32)).astype(np.float32)

@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
-
 from tests.models import TYPED
-from tests.serving.conftest import StartServer, metric_value
+from tests.serving.conftest import Server, StartServer, binary_infer, binary_output, metric_value
 
 
 def run_ort(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -21,12 +21,16 @@ def run_ort(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, inputs), strict=True))
 
 
-@pytest.fixture
-def mlp_server(start_server: StartServer, mlp_onnx: Path):  # type: ignore[no-untyped-def]
-    return start_server(mlp_onnx, "--max-request-bytes", "100000")
+@pytest.fixture(scope="module")
+def mlp_server(mlp_onnx: Path) -> Iterator[Server]:
+    """One server shared by the module's tests (each error case is followed by a good request)."""
+    server = Server([str(mlp_onnx), "--max-request-bytes", "100000"])
+    server.wait_ready()
+    yield server
+    assert server.stop() == 0
 
 
-def test_health_and_metadata(mlp_server) -> None:  # type: ignore[no-untyped-def]
+def test_health_and_metadata(mlp_server: Server) -> None:
     assert mlp_server.request("GET", "/v2/health/live")[0] == 200
     status, _, body = mlp_server.request("GET", "/v2")
     meta = json.loads(body)
@@ -42,15 +46,13 @@ def test_health_and_metadata(mlp_server) -> None:  # type: ignore[no-untyped-def
     assert mlp_server.request("GET", "/v2/models/mlp/versions/1/ready")[0] == 200
 
 
-def test_json_flat_and_nested_equal_onnxruntime(mlp_server, mlp_onnx: Path) -> None:  # type: ignore[no-untyped-def]
+def test_json_flat_and_nested_equal_onnxruntime(mlp_server: Server, mlp_onnx: Path) -> None:
     x = np.random.default_rng(1).standard_normal((3, 64)).astype(np.float32)
     expected = run_ort(mlp_onnx, {"x": x})["y"]
     for data in (x.ravel().tolist(), x.tolist()):
-        status, reply = mlp_server.post_json(
-            "/v2/models/mlp/infer",
-            {"id": "r-1", "inputs": [{"name": "x", "datatype": "FP32", "shape": [3, 64], "data": data}],
-             "parameters": {"custom": 1}},
-        )  # fmt: skip
+        tensor = {"name": "x", "datatype": "FP32", "shape": [3, 64], "data": data}
+        message = {"id": "r-1", "inputs": [tensor], "parameters": {"custom": 1}}
+        status, reply = mlp_server.post_json("/v2/models/mlp/infer", message)
         assert status == 200, reply
         assert reply["id"] == "r-1" and reply["model_name"] == "mlp"
         (out,) = reply["outputs"]
@@ -59,7 +61,7 @@ def test_json_flat_and_nested_equal_onnxruntime(mlp_server, mlp_onnx: Path) -> N
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_tritonclient(mlp_server, mlp_onnx: Path, binary: bool) -> None:  # type: ignore[no-untyped-def]
+def test_tritonclient(mlp_server: Server, mlp_onnx: Path, binary: bool) -> None:
     client = triton.InferenceServerClient(mlp_server.url)
     assert client.is_server_ready() and client.is_model_ready("mlp")
     x = np.random.default_rng(2).standard_normal((2, 64)).astype(np.float32)
@@ -166,7 +168,7 @@ def test_client_errors_then_good_request(mlp_server, case) -> None:  # type: ign
     assert mlp_server.post_json("/v2/models/mlp/infer", good)[0] == 200
 
 
-def test_not_found(mlp_server) -> None:  # type: ignore[no-untyped-def]
+def test_not_found(mlp_server: Server) -> None:
     for method, path in [
         ("POST", "/v2/models/other/infer"),
         ("POST", "/v2/models/mlp/versions/7/infer"),
@@ -179,7 +181,8 @@ def test_not_found(mlp_server) -> None:  # type: ignore[no-untyped-def]
         assert "error" in json.loads(reply)
 
 
-def test_metrics(mlp_server) -> None:  # type: ignore[no-untyped-def]
+def test_metrics(start_server: StartServer, mlp_onnx: Path) -> None:
+    mlp_server = start_server(mlp_onnx)
     good = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 64], "data": [0.0] * 128}]}
     for _ in range(3):
         mlp_server.post_json("/v2/models/mlp/infer", good)
@@ -193,3 +196,23 @@ def test_metrics(mlp_server) -> None:  # type: ignore[no-untyped-def]
     assert metric_value(text, "inferplane_in_flight_requests") == 0
     assert metric_value(text, "inferplane_model_load_seconds") > 0
     assert "inferplane_queue_depth" in text and "inferplane_queue_duration_seconds" in text
+
+
+def test_repeated_binary_header_with_other_data(mlp_server: Server, mlp_onnx: Path) -> None:
+    """Binary requests with a header seen before decode fast, and are still checked."""
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        x = rng.standard_normal((2, 64)).astype(np.float32)
+        status, body = binary_infer(mlp_server, "mlp", x)
+        assert status == 200
+        np.testing.assert_array_equal(binary_output(body, 2, 10), run_ort(mlp_onnx, {"x": x})["y"])
+    tensor = {"name": "x", "datatype": "FP32", "shape": [2, 64]}
+    tensor["parameters"] = {"binary_data_size": 512}
+    header = json.dumps(
+        {"inputs": [tensor], "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    ).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    status, _, reply = mlp_server.request(
+        "POST", "/v2/models/mlp/infer", header + bytes(500), headers
+    )
+    assert status == 400 and b"'x'" in reply

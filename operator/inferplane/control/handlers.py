@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+import pydantic_settings
 
 from inferplane import errors
 from inferplane.api import v1alpha1
@@ -331,6 +332,14 @@ async def _resync(rt: Runtime) -> None:
             rt.enqueue(*key)
 
 
+def load_settings() -> OperatorSettings:
+    """The settings from the environment; a bad variable is a SpecError naming it."""
+    try:
+        return OperatorSettings()
+    except (ValueError, pydantic_settings.SettingsError) as exc:
+        raise errors.SpecError(f"operator settings (INFERPLANE_* variables): {exc}") from None
+
+
 def _runtime(memo: Any) -> Runtime:
     runtime: Runtime = memo.runtime
     return runtime
@@ -338,8 +347,7 @@ def _runtime(memo: Any) -> Runtime:
 
 @kopf.on.startup()
 async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
-    config = OperatorSettings()
-    settings.peering.name = config.peering
+    config = load_settings()
     settings.posting.enabled = False
     kube = await kube_mod.Kube(kube_mod.load_config()).__aenter__()
     rt = Runtime(config, kube)
@@ -358,6 +366,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     for task in rt.tasks:
         task.cancel()
     await rt.kube.__aexit__()
+    log.info("reconciles: %d; API writes: %d", rt.reconciles, rt.kube.writes)
 
 
 @kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
@@ -405,15 +414,22 @@ async def node_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: A
 def run(
     *, namespaces: tuple[str, ...] = (), liveness: str | None = None, standalone: bool = False
 ) -> None:
-    """``inferplane operator``: run until SIGTERM/SIGINT."""
-    watch = list(namespaces) or OperatorSettings().namespaces
+    """``inferplane operator``: run until SIGTERM/SIGINT.
+
+    Without ``--standalone`` peering is mandatory (the chart installs kopf's peering CRDs): a
+    second replica waits while the first is active.
+    """
+    config = load_settings()
+    watch = list(namespaces) or config.namespaces
     started = time.monotonic()
     kopf.configure(verbose=False)
+    for noisy in ("kopf.objects", "aiohttp.access"):  # a line per event / liveness probe
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not watch,
         namespaces=watch,
         liveness_endpoint=liveness,
         standalone=standalone,
-        peering_name=OperatorSettings().peering,
+        peering_name=None if standalone else config.peering,
     )
     log.info("operator stopped after %.0f s", time.monotonic() - started)

@@ -64,8 +64,15 @@ def load_factory(entry: str, *, extra_path: Path | None = None) -> Callable[[], 
     if not module_name or not attr:
         raise errors.SpecError(f"network '{entry}': expected module:callable, e.g. network:lenet5")
     mindspore()
-    if extra_path is not None and str(extra_path) not in sys.path:
-        sys.path.insert(0, str(extra_path))
+    if extra_path is not None:
+        if str(extra_path) not in sys.path:
+            sys.path.insert(0, str(extra_path))
+        # A module of that name imported from elsewhere (an earlier conversion in this process)
+        # must not stand in for the code that came with this source.
+        cached = sys.modules.get(module_name)
+        origin = getattr(cached, "__file__", None)
+        if cached is not None and (origin is None or extra_path not in Path(origin).parents):
+            del sys.modules[module_name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -177,7 +177,7 @@ def load_validation(path: Path, inputs: Sequence[TensorSpec]) -> tuple[np.ndarra
     if len(x) != len(y) or len(x) == 0:
         raise errors.SpecError(f"{path}: x has {len(x)} rows, y has {len(y)}")
     expected = inputs[0].shape[1:]
-    if list(x.shape[1:]) != [d for d in expected]:
+    if list(x.shape[1:]) != expected:
         raise errors.SpecError(
             f"{path}: x rows have shape {list(x.shape[1:])}, the model takes {expected}"
         )
@@ -193,22 +193,30 @@ def accuracy(
     max_drop: float,
     batch: int,
 ) -> Accuracy:
-    """Top-1 accuracy of both models on the set at ``path`` (not checked against ``max_drop``)."""
+    """Top-1 accuracy of both models on the set at ``path`` (not checked against ``max_drop``).
+
+    A model with a fixed batch runs in chunks of exactly that size (the last one padded).
+    """
     x, y = load_validation(path, inputs)
+    fixed = None if inputs[0].dynamic_batch else inputs[0].shape[0]
+    size = fixed or batch
     return Accuracy(
         dataset=path.name,
         samples=len(y),
-        reference=_top1(reference, x, y, batch),
-        converted=_top1(converted, x, y, batch),
+        reference=_top1(reference, x, y, size, pad=fixed is not None),
+        converted=_top1(converted, x, y, size, pad=fixed is not None),
         max_drop=max_drop,
     )
 
 
-def _top1(runner: Runner, x: np.ndarray, y: np.ndarray, batch: int) -> float:
+def _top1(runner: Runner, x: np.ndarray, y: np.ndarray, batch: int, *, pad: bool) -> float:
     predictions = []
     for (chunk,) in _batches([x], batch):
+        rows = len(chunk)
+        if pad and rows < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - rows, axis=0)])
         logits = runner([chunk])[0]
-        predictions.append(logits.reshape(len(chunk), -1).argmax(axis=1))
+        predictions.append(logits.reshape(len(chunk), -1)[:rows].argmax(axis=1))
     return float((np.concatenate(predictions) == y).mean())
 
 

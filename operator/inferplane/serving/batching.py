@@ -82,9 +82,12 @@ class Batcher:
         self._rows += rows
         self._metrics.queue_depth = len(self._queue)
         wake = self._wake
-        if wake is not None and not wake.done():
-            if self._rows >= self._max_rows or not self._waiting_for_more:
-                wake.set_result(None)
+        if (
+            wake is not None
+            and not wake.done()
+            and (self._rows >= self._max_rows or not self._waiting_for_more)
+        ):
+            wake.set_result(None)
         return await item.future
 
     async def _sleep(self, timeout: float | None) -> None:
@@ -136,7 +139,9 @@ class Batcher:
         if len(batch) == 1:
             inputs = batch[0].inputs
         else:
-            inputs = {name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs}
+            inputs = {
+                name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs
+            }
         try:
             if self._executor is None:
                 results = self._run(inputs)
@@ -144,8 +149,10 @@ class Batcher:
                 loop = asyncio.get_running_loop()
                 results = await loop.run_in_executor(self._executor, self._run, inputs)
         except Exception as exc:  # the backend failed: every request of the batch gets it
-            error = exc if isinstance(exc, errors.InferplaneError) else errors.BackendError(
-                f"backend failed: {exc}"
+            error = (
+                exc
+                if isinstance(exc, errors.InferplaneError)
+                else errors.BackendError(f"backend failed: {exc}")
             )
             for item in batch:
                 if not item.future.done():

@@ -34,6 +34,21 @@ class InferRequest:
     """The request-level ``binary_data_output`` default."""
     parameters: dict[str, Any] | None
     """Request parameters, accepted and passed through (none changes the computation)."""
+    layout: list[tuple[str, np.dtype[Any], tuple[int, ...], int, int]] | None = None
+    """(name, dtype, shape, offset, count) of each input when all are numeric and binary: then
+    any body with the same JSON header decodes with ``from_layout``, no parsing."""
+
+
+def from_layout(request: InferRequest, body: bytes) -> InferRequest:
+    """A request whose JSON header equals ``request``'s: views into ``body`` at the same places."""
+    assert request.layout is not None
+    inputs = {
+        name: np.frombuffer(body, dtype, count, offset).reshape(shape)
+        for name, dtype, shape, offset, count in request.layout
+    }
+    return InferRequest(
+        request.id, inputs, request.outputs, request.binary_output, request.parameters
+    )
 
 
 def server_metadata() -> bytes:
@@ -79,12 +94,13 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         raise errors.ProtocolError("request needs a non-empty 'inputs' list")
     offset = header_length if header_length is not None else len(body)
     inputs: dict[str, np.ndarray] = {}
+    layout: list[tuple[str, np.dtype[Any], tuple[int, ...], int, int]] | None = []
     for item in raw_inputs:
         if not isinstance(item, dict):
             raise errors.ProtocolError("each input must be an object")
         name = item.get("name")
         datatype = item.get("datatype")
-        shape = item.get("shape")
+        shape: Any = item.get("shape")
         if not isinstance(name, str):
             raise errors.ProtocolError("an input has no 'name'")
         if name in inputs:
@@ -100,12 +116,18 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
                 )
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise errors.ProtocolError(f"input '{name}': bad binary_data_size {size!r}")
-            inputs[name] = codecs.from_binary(name, datatype, shape, view, offset, size)
+            array = codecs.from_binary(name, datatype, shape, view, offset, size)
+            inputs[name] = array
+            if layout is not None and datatype != "BYTES":
+                layout.append((name, array.dtype, array.shape, offset, array.size))
+            else:
+                layout = None
             offset += size
         else:
             if "data" not in item:
                 raise errors.ProtocolError(f"input '{name}': no 'data' and no binary_data_size")
             inputs[name] = codecs.from_json(name, datatype, shape, item["data"])
+            layout = None
     if offset != len(body):
         raise errors.ProtocolError(
             f"body has {len(body) - offset} bytes beyond the tensors' binary_data_size"
@@ -135,6 +157,7 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         outputs=outputs,
         binary_output=binary_output,
         parameters=parameters,
+        layout=layout if header_length is not None else None,
     )
 
 

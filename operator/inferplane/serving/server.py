@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,11 @@ SUFFIXES: dict[str, ArtifactFormat] = {
 }
 
 _BACKENDS: dict[BackendName, tuple[str, str, frozenset[ArtifactFormat]]] = {
-    BackendName.ONNXRUNTIME: ("onnxruntime", "OnnxRuntimeBackend", frozenset({ArtifactFormat.ONNX})),
+    BackendName.ONNXRUNTIME: (
+        "onnxruntime",
+        "OnnxRuntimeBackend",
+        frozenset({ArtifactFormat.ONNX}),
+    ),
     BackendName.MINDSPORE: (
         "mindspore",
         "MindSporeBackend",
@@ -78,11 +82,11 @@ class ServedModel:
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    batching: BatchSettings = BatchSettings()
+    batching: BatchSettings = field(default_factory=BatchSettings)
     max_request_bytes: int = 64 << 20
     """Bodies over this get 413 (before reading, when Content-Length says so)."""
     log_level: str = "warning"
-    graceful_timeout_s: float = 30.0
+    graceful_timeout_s: int = 30
     """How long shutdown waits for in-flight requests."""
 
 
@@ -162,9 +166,7 @@ def serve(
     log_level: str = "warning",
 ) -> None:
     """``inferplane serve``: resolve PATH, then serve it until SIGINT/SIGTERM."""
-    model = resolve(
-        path, name=name, backend=backend, device=device, network=network, inputs=inputs
-    )
+    model = resolve(path, name=name, backend=backend, device=device, network=network, inputs=inputs)
     settings = ServerSettings(
         host=host,
         port=port,
@@ -239,11 +241,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _load(model: ServedModel) -> tuple[Backend, float]:
-    started = time.perf_counter()
-    backend = create_backend(model)
-    backend.load()
-    return backend, time.perf_counter() - started
+def _load(model: ServedModel | Backend, plane: DataPlane) -> Backend:
+    if isinstance(model, ServedModel):
+        backend = create_backend(model)
+        backend.load()
+    else:
+        backend = model
+    plane.warm_up(backend)
+    return backend
 
 
 async def _main(
@@ -275,13 +280,9 @@ async def _main(
     server = _Server(config)
     serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:
-        if isinstance(model, ServedModel):
-            started = time.perf_counter()
-            backend, _ = await asyncio.get_running_loop().run_in_executor(None, _load, model)
-            load_seconds = time.perf_counter() - started
-        else:
-            backend, load_seconds = model, 0.0
-        plane.attach(backend, load_seconds=load_seconds)
+        started = time.perf_counter()
+        backend = await asyncio.get_running_loop().run_in_executor(None, _load, model, plane)
+        plane.attach(backend, load_seconds=time.perf_counter() - started)
     except BaseException:
         server.should_exit = True
         await serving

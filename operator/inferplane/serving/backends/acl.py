@@ -45,8 +45,10 @@ class AclBackend:
         except ImportError:
             raise errors.RuntimeMissing("acl", "pyACL (CANN toolkit)", "ascend") from None
         if not self._model.inputs or not self._model.outputs:
-            raise errors.SpecError(f"{self._model.path}: an OM model is served from its artifact "
-                                   "directory, whose manifest states its inputs and outputs")
+            raise errors.SpecError(
+                f"{self._model.path}: an OM model is served from its artifact "
+                "directory, whose manifest states its inputs and outputs"
+            )
         self._acl = acl
         _ok(acl.init(), "init")
         _ok(acl.rt.set_device(self._device_id), "rt.set_device")
@@ -87,16 +89,32 @@ class AclBackend:
             out_set, out_bufs = self._dataset(out_sizes)
             try:
                 for host, device in zip(hosts, in_bufs, strict=True):
-                    _ok(acl.rt.memcpy(device, host.nbytes, acl.util.numpy_to_ptr(host),
-                                      host.nbytes, _MEMCPY_HOST_TO_DEVICE), "rt.memcpy")
+                    _ok(
+                        acl.rt.memcpy(
+                            device,
+                            host.nbytes,
+                            acl.util.numpy_to_ptr(host),
+                            host.nbytes,
+                            _MEMCPY_HOST_TO_DEVICE,
+                        ),
+                        "rt.memcpy",
+                    )
                 _ok(acl.mdl.execute(self._model_id, in_set, out_set), "mdl.execute")
                 results: dict[str, np.ndarray] = {}
                 rows = hosts[0].shape[0] if hosts and hosts[0].ndim else 1
-                for spec, size, device in zip(self._model.outputs, out_sizes, out_bufs, strict=True):
-                    host = np.empty(size // codecs.DTYPES[spec.datatype.value].itemsize,
-                                    codecs.DTYPES[spec.datatype.value])
-                    _ok(acl.rt.memcpy(acl.util.numpy_to_ptr(host), size, device, size,
-                                      _MEMCPY_DEVICE_TO_HOST), "rt.memcpy")
+                for spec, size, device in zip(
+                    self._model.outputs, out_sizes, out_bufs, strict=True
+                ):
+                    host = np.empty(
+                        size // codecs.DTYPES[spec.datatype.value].itemsize,
+                        codecs.DTYPES[spec.datatype.value],
+                    )
+                    _ok(
+                        acl.rt.memcpy(
+                            acl.util.numpy_to_ptr(host), size, device, size, _MEMCPY_DEVICE_TO_HOST
+                        ),
+                        "rt.memcpy",
+                    )
                     shape = [rows if d == -1 else d for d in spec.shape]
                     results[spec.name] = host.reshape(shape)
                 return results

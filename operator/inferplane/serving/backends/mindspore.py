@@ -98,7 +98,9 @@ class MindSporeBackend:
 
     def _learn_outputs(self) -> None:
         sample = {
-            s.name: np.zeros([1 if d == -1 else d for d in s.shape], codecs.DTYPES[s.datatype.value])
+            s.name: np.zeros(
+                [1 if d == -1 else d for d in s.shape], codecs.DTYPES[s.datatype.value]
+            )
             for s in self._model.inputs
         }
         results = self.infer(sample)
@@ -123,7 +125,9 @@ class MindSporeBackend:
         return self._outputs
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = [self._ms.Tensor(np.ascontiguousarray(inputs[s.name])) for s in self._model.inputs]
+        tensors = [
+            self._ms.Tensor(np.ascontiguousarray(inputs[s.name])) for s in self._model.inputs
+        ]
         with self._lock:
             result = self._net(*tensors)
         arrays = [t.asnumpy() for t in (result if isinstance(result, tuple | list) else [result])]

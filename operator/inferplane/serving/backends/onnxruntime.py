@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""ONNX Runtime: the CPU execution provider, or TensorRT / CUDA providers for ``--device nvidia``."""
+"""ONNX Runtime: the CPU execution provider, or the TensorRT / CUDA providers on ``nvidia``."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def _spec(arg: Any) -> TensorSpec:
     try:
         datatype = ONNX_TYPES[arg.type]
     except KeyError:
-        raise errors.BackendError(f"tensor '{arg.name}': unsupported ONNX type {arg.type}") from None
+        raise errors.BackendError(
+            f"tensor '{arg.name}': unsupported ONNX type {arg.type}"
+        ) from None
     shape = [d if isinstance(d, int) and d > 0 else -1 for d in arg.shape]
     return TensorSpec(name=arg.name, datatype=datatype, shape=shape)
 
@@ -98,7 +100,9 @@ class OnnxRuntimeBackend:
                 str(self._model.path), sess_options=options, providers=providers
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise errors.BackendError(f"onnxruntime cannot load {self._model.path}: {exc}") from None
+            raise errors.BackendError(
+                f"onnxruntime cannot load {self._model.path}: {exc}"
+            ) from None
 
     def _tiny(self) -> bool:
         """Whether one batch-1 run takes under ``TINY_S`` (dynamic dimensions set to 1)."""

@@ -1,0 +1,178 @@
+# SPDX-License-Identifier: Apache-2.0
+"""LeNet end to end on the real API server, nothing simulated but the kubelet.
+
+The operator plans a conversion Job; its pod is held; the test runs that pod's exact command and
+environment as a local process (real ``inferplane convert``, real MindSpore) writing into a
+``file://`` store the operator reads too, then ends the pod with what the process wrote to its
+termination log (what a kubelet does). The operator deploys the server; the test runs one server
+pod's exact command locally and asks it through the official V2 client. Deleting the model
+removes everything it owns.
+
+Two deliberate differences from a pod, both what the pod's own plumbing does: PYTHONPATH=/network
+(filled by the init container from ``spec.source.image``) points at examples/lenet, and the server
+listens on 127.0.0.1 and a free port instead of the pod's own network namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tests.cluster import handle
+from tests.e2e import operator_process as op
+
+ROOT = Path(__file__).resolve().parents[2]
+LENET_DIR = ROOT / "examples" / "lenet"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _argv(command: list[str]) -> list[str]:
+    """The container's command with ``inferplane`` from this environment."""
+    assert command[0] == "inferplane", command
+    return [sys.executable, "-m", "inferplane", *command[1:]]
+
+
+def _env(container: dict[str, Any], **extra: str) -> dict[str, str]:
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    if env.get("PYTHONPATH") == "/network":
+        env["PYTHONPATH"] = str(LENET_DIR)
+    return {**os.environ, **env, **extra}
+
+
+def _option(argv: list[str], name: str, value: str) -> list[str]:
+    out = list(argv)
+    out[out.index(name) + 1] = value
+    return out
+
+
+@pytest.fixture
+def operator(cluster: handle.Cluster, tmp_path: Path) -> Iterator[op.Operator]:
+    op.install_crd(cluster)
+    process = op.Operator(
+        cluster, store=f"file://{tmp_path / 'store'}", log=tmp_path / "operator.log"
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _reference(checkpoint: Path, x: np.ndarray) -> np.ndarray:
+    """LeNet5 with the checkpoint's weights, in MindSpore, in a subprocess (MindSpore's own
+    runtime stays out of the test process)."""
+    program = (
+        "import sys, numpy as np, mindspore as ms; ms.set_device('CPU'); import network;"
+        "net = network.lenet5(); ms.load_param_into_net(net, ms.load_checkpoint(sys.argv[1]));"
+        "x = np.load(sys.argv[2]); np.save(sys.argv[3], net(ms.Tensor(x)).asnumpy())"
+    )
+    folder = checkpoint.parent
+    np.save(folder / "x.npy", x)
+    env = {**os.environ, "PYTHONPATH": str(LENET_DIR)}
+    subprocess.run(
+        [sys.executable, "-c", program, str(checkpoint), str(folder / "x.npy"),
+         str(folder / "y.npy")],
+        check=True, env=env, timeout=300, capture_output=True,
+    )  # fmt: skip
+    result: np.ndarray = np.load(folder / "y.npy")
+    return result
+
+
+def test_lenet_end_to_end(
+    cluster: handle.Cluster,
+    operator: op.Operator,
+    namespace: str,
+    tmp_path: Path,
+    lenet_checkpoint: Path,
+) -> None:
+    import tritonclient.http as httpclient
+
+    checkpoint = tmp_path / "lenet.ckpt"
+    shutil.copy(lenet_checkpoint, checkpoint)
+    manifest = op.model("lenet", devices=["cpu"], batching={"maxBatchSize": 4, "maxDelayMs": 1})
+    manifest["spec"]["source"]["uri"] = f"file://{checkpoint}"
+    manifest["spec"]["source"]["image"] = "registry.example/lenet-code:1"
+    manifest["spec"]["verification"] = {"samples": 4}
+    cluster.apply(manifest, namespace=namespace)
+
+    (pod,) = handle.wait_until(
+        lambda: op.held_pods(cluster, namespace), timeout=60, what="the held conversion pod"
+    )
+    container = pod["spec"]["containers"][0]
+    assert container["command"][:2] == ["inferplane", "convert"]
+    termination = tmp_path / "termination-log"
+    converted = subprocess.run(
+        _argv(container["command"]),
+        env=_env(container, INFERPLANE_TERMINATION_LOG=str(termination)),
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert converted.returncode == 0, converted.stderr[-3000:]
+    written = termination.read_text().strip() if termination.exists() else ""
+    message = written or converted.stdout.strip()  # the manifest `--json` printed
+    cluster.hold_release(namespace, pod["metadata"]["name"], "succeeded", message)
+
+    body = op.wait_phase(cluster, namespace, "lenet", "Ready", timeout=90)
+    (target,) = body["status"]["targets"]
+    assert (target["deviceClass"], target["format"], target["backend"]) == (
+        "cpu", "onnx", "onnxruntime",
+    )  # fmt: skip
+    assert target["verification"]["verified"] is True
+    assert target["verification"]["maxAbsError"] < 1e-4
+    assert (tmp_path / "store" / target["key"] / "inferplane.json").is_file()
+    conditions = {c["type"]: c["status"] for c in body["status"]["conditions"]}
+    assert conditions == {"Converted": "True", "Verified": "True", "Ready": "True"}
+
+    (server_pod,) = [
+        p for p in cluster.get("pods", namespace=namespace)
+        if p["metadata"]["labels"].get("app.kubernetes.io/component") == "server"
+    ]  # fmt: skip
+    server = server_pod["spec"]["containers"][0]
+    port = _free_port()
+    argv = _option(_option(_argv(server["command"]), "--host", "127.0.0.1"), "--port", str(port))
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(argv, env=_env(server), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError((tmp_path / "server.log").read_text()[-3000:])
+            try:
+                return bool(client.is_model_ready("lenet"))
+            except Exception:
+                return False
+
+        handle.wait_until(ready, timeout=120, interval=0.5, what="the server to be ready")
+        metadata = client.get_model_metadata("lenet")
+        x = np.random.default_rng(0).standard_normal((3, 1, 32, 32)).astype(np.float32)
+        request = httpclient.InferInput(metadata["inputs"][0]["name"], list(x.shape), "FP32")
+        request.set_data_from_numpy(x, binary_data=True)
+        result = client.infer("lenet", [request])
+        y = result.as_numpy(metadata["outputs"][0]["name"])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert y is not None and y.shape == (3, 10)
+    np.testing.assert_allclose(y, _reference(checkpoint, x), atol=1e-4)
+
+    cluster.kubectl("delete", "inferencemodel", "lenet", "-n", namespace)
+    kinds = "deployments,services,pdb,jobs"
+    handle.wait_until(
+        lambda: cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.strip() == "",
+        timeout=60,
+        what="everything owned by the model to be gone",
+    )
