@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,13 +32,13 @@ from tests.cluster.profile import Profile
 from tests.e2e import operator_process as op
 
 from inferplane.api import v1alpha1
+from inferplane.api.tensors import TensorSpec
 from inferplane.artifacts.manifest import (
     ArtifactManifest,
     FileEntry,
     SourceRef,
     Verification,
 )
-from inferplane.api.tensors import TensorSpec
 from inferplane.control import planner
 from inferplane.control.inventory import Inventory
 
@@ -58,8 +57,9 @@ def _spec(index: int) -> dict[str, Any]:
     sha = hashlib.sha256(f"source-{index % SOURCES}".encode()).hexdigest()
     return {
         "source": {
-            "uri": f"s3://models/m{index % SOURCES}.onnx",
-            "format": "onnx",
+            "uri": f"s3://models/m{index % SOURCES}.ckpt",
+            "format": "mindspore-checkpoint",
+            "network": "network:mlp",
             "sha256": sha,
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}],
         },
@@ -130,14 +130,17 @@ def _misplaced(cluster: handle.Cluster, namespace: str) -> tuple[int, int]:
             continue
         pool = Inventory.from_nodes([node]).pools[0]
         labels = pod["metadata"]["labels"]
-        if pool.device_class.value != labels["inferplane.io/device-class"]:
-            wrong += 1
-        elif "inferplane.io/product" in labels and pool.product != labels["inferplane.io/product"]:
+        product = labels.get("inferplane.io/product")
+        if pool.device_class.value != labels["inferplane.io/device-class"] or (
+            product is not None and pool.product != product
+        ):
             wrong += 1
     return wrong, len(pods)
 
 
 def run(nodes: int, models: int, timeout: float) -> dict[str, Any]:
+    # Every model has a ClusterIP Service: 1000 of them need more than the test cluster's /24.
+    control_plane.SERVICE_CIDR = "10.0.0.0/16"
     directory = build.cache_root() / "cluster" / f"bench-operator-{os.getpid()}"
     state, _ = control_plane.up(directory, _profile(nodes), tie_to_parent=True)
     work = Path(tempfile.mkdtemp(prefix="inferplane-bench-"))

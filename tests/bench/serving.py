@@ -14,6 +14,10 @@ For each model (small MLP 64-128-10; heavy MLP 2048-2048-2048-10, 32 MB of weigh
   connections, batch 1 (batching on: batches of ``--max-batch-size`` rows, counted in rows/s).
 
 It prints one table (markdown) with ratios: server / min(compute, transport), and cold start.
+On a shared machine throughput follows the CPU share a process gets; the CPU each request costs
+the server and the canned transport (process CPU time / requests) is printed beside it, since
+it does not depend on what else runs. Server and transport run in alternating 1 s slices; the
+compute limit is the best of several slices.
 """
 
 from __future__ import annotations
@@ -135,8 +139,8 @@ def wrk(port: int, path: str, script: Path, connections: int, duration: float, p
     client = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall
     server = (cpu_seconds(pid) - server_before) / wall
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M)[1])  # type: ignore[index]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     errors = int(bad[1]) if bad else 0
@@ -278,8 +282,9 @@ def main() -> None:
         f"cold start (serve small.onnx until ready 200, median of 3): {cold_start(small):.2f} s\n"
     )
     print("| model | batching | enc | c | server req/s | p50 ms | p99 ms | compute/s | "
-          "transport/s | server / min | client cores | server cores | errors |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "transport/s | server / min | server CPU µs/req | transport CPU µs/req | "
+          "client cores | server cores | errors |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     plans: list[tuple[str, Path, int, int, list[str], list[int]]] = [
         ("small", small, 64, 1, [], [1, 8, 32]),
         ("small", small, 64, 8, ["--max-batch-size", "8", "--max-queue-delay-ms", "0"], [8, 32]),
@@ -291,34 +296,52 @@ def main() -> None:
         plans = [(*plans[0][:5], [8]), (*plans[1][:5], [8])]
     for name, path, features, batch, extra, concurrencies in plans:
         server = inferplane(path, *extra)
-        for binary in (False, True) if not args.quick else (True,):
-            request = make_request(features, binary)
-            script = lua_script(request, work / f"{name}-{binary}.lua")
-            transport = canned(server.port, name, request, work)
-            for c in concurrencies:
-                wrk(server.port, f"/v2/models/{name}/infer", script, c, 1, server.proc.pid)
-                compute = compute_limit(path, c, batch, 1.0)
-                # 1 s slices, alternating, so both sides see the same (shared) machine.
-                runs: dict[str, list[Load]] = {"server": [], "transport": []}
-                for _ in range(max(1, round(d))):
-                    runs["server"].append(
-                        wrk(server.port, f"/v2/models/{name}/infer", script, c, 1, server.proc.pid)
-                    )
-                    runs["transport"].append(wrk(transport.port, "/x", script, c, 1,
-                                                 transport.proc.pid))  # fmt: skip
-                    compute = max(compute, compute_limit(path, c, batch, 0.5))
-                s, t = merge(runs["server"]), merge(runs["transport"])
-                limit = min(compute, t.rps)
-                print(
-                    f"| {name} | {'off' if batch == 1 else f'max {batch}'} | "
-                    f"{'binary' if binary else 'json'} | {c} | {s.rps:,.0f} | {s.p50_ms:.2f} | "
-                    f"{s.p99_ms:.2f} | {compute:,.0f} | {t.rps:,.0f} | "
-                    f"{100 * s.rps / limit:.0f} % | {s.client_cores:.2f} | {s.server_cores:.2f} | "
-                    f"{s.errors} |",
-                    flush=True,
-                )
-            transport.stop()
-        server.stop()
+        try:
+            for binary in (False, True) if not args.quick else (True,):
+                request = make_request(features, binary)
+                script = lua_script(request, work / f"{name}-{binary}.lua")
+                transport = canned(server.port, name, request, work)
+                try:
+                    for c in concurrencies:
+                        row = measure(server, transport, f"/v2/models/{name}/infer", script, c,
+                                      path, batch, d)  # fmt: skip
+                        mode = "off" if batch == 1 else f"max {batch}"
+                        print(f"| {name} | {mode} | {'binary' if binary else 'json'} | {c} | {row}",
+                              flush=True)  # fmt: skip
+                finally:
+                    transport.stop()
+        finally:
+            server.stop()
+
+
+def measure(
+    server: Proc,
+    transport: Proc,
+    path: str,
+    script: Path,
+    c: int,
+    model: Path,
+    batch: int,
+    duration: float,
+) -> str:
+    """One table row (after the first four cells): server, limits, ratio, CPU."""
+    wrk(server.port, path, script, c, 1, server.proc.pid)
+    compute = compute_limit(model, c, batch, 1.0)
+    # 1 s slices, alternating, so both sides see the same (shared) machine.
+    runs: dict[str, list[Load]] = {"server": [], "transport": []}
+    for _ in range(max(1, round(duration))):
+        runs["server"].append(wrk(server.port, path, script, c, 1, server.proc.pid))
+        runs["transport"].append(wrk(transport.port, "/x", script, c, 1, transport.proc.pid))
+        compute = max(compute, compute_limit(model, c, batch, 0.5))
+    s, t = merge(runs["server"]), merge(runs["transport"])
+    limit = min(compute, t.rps)
+    server_us = 1e6 * s.server_cores / s.rps
+    transport_us = 1e6 * t.server_cores / t.rps
+    return (
+        f"{s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {compute:,.0f} | {t.rps:,.0f} | "
+        f"{100 * s.rps / limit:.0f} % | {server_us:.0f} | {transport_us:.0f} | "
+        f"{s.client_cores:.2f} | {s.server_cores:.2f} | {s.errors} |"
+    )
 
 
 def _cpu_model() -> str:

@@ -115,18 +115,20 @@ def test_cluster_wide_defaults(tmp_path: Path) -> None:
 def test_cluster_wide_rbac(tmp_path: Path) -> None:
     objects = render(S3_VALUES, tmp_path)
     assert not find(objects, "Role")
-    assert granted(objects, "inferplane.io", "inferencemodels")[None] >= {"watch", "patch"}
-    assert granted(objects, "inferplane.io", "inferencemodels/status")[None] >= {"patch"}
+    assert granted(objects, "inferplane.io", "inferencemodels") == {None: READ}
+    assert granted(objects, "inferplane.io", "inferencemodels/status") == {None: {"patch"}}
+    assert granted(objects, "batch", "jobs") == {None: READ | {"create", "patch"}}
     for group, resource in [
-        ("batch", "jobs"),
         ("apps", "deployments"),
         ("", "services"),
         ("autoscaling", "horizontalpodautoscalers"),
         ("policy", "poddisruptionbudgets"),
     ]:
-        assert granted(objects, group, resource)[None] >= {"create", "patch", "delete", "watch"}
+        assert granted(objects, group, resource)[None] >= {"list", "create", "patch", "delete"}
+    assert granted(objects, "", "pods/log") == {None: {"get"}}
+    assert granted(objects, "", "events") == {None: {"create"}}
     assert granted(objects, "", "nodes") == {None: READ}
-    assert granted(objects, "", "pods") == {None: READ}
+    assert granted(objects, "", "pods") == {None: {"list"}}
     assert granted(objects, "kopf.dev", "clusterkopfpeerings")[None] >= {"patch", "watch"}
     assert granted(objects, "kopf.dev", "kopfpeerings") == {}
     assert granted(objects, "", "namespaces") == {}
@@ -151,7 +153,10 @@ def test_rbac_is_least_privilege(values: dict[str, Any], tmp_path: Path) -> None
             assert "*" not in rule[field], f"wildcard in {where}"
         assert not set(rule["verbs"]) & FORBIDDEN_VERBS, where
         assert "secrets" not in rule["resources"], f"secrets granted: {where}"
-        assert not any(r.startswith("pods/") for r in rule["resources"]), where
+        assert not {r for r in rule["resources"] if r.startswith("pods/")} - {"pods/log"}, where
+        assert "update" not in rule["verbs"] or rule["resources"] == ["inferencemodels/finalizers"]
+        if "pods/log" in rule["resources"] or "pods" in rule["resources"]:
+            assert set(rule["verbs"]) <= READ, where
         assert not {"clusterroles", "clusterrolebindings", "roles", "rolebindings"} & set(
             rule["resources"]
         ), where
@@ -277,9 +282,7 @@ def test_operator_settings_read_every_variable_the_chart_sets(
     fields = {
         f"INFERPLANE_{name.upper()}" for name in settings_module.OperatorSettings.model_fields
     }
-    not_read_yet = {"INFERPLANE_LOG_LEVEL"}  # the operator has no log-level setting yet
-    assert not not_read_yet & fields, "the operator reads it now: drop it from not_read_yet"
-    assert set(env) - not_read_yet <= fields, sorted(set(env) - not_read_yet - fields)
+    assert set(env) <= fields, sorted(set(env) - fields)
     for name in list(os.environ):
         if name.startswith("INFERPLANE_"):
             monkeypatch.delenv(name)
@@ -287,6 +290,8 @@ def test_operator_settings_read_every_variable_the_chart_sets(
         monkeypatch.setenv(name, value)
     parsed = settings_module.OperatorSettings()
     assert parsed.namespaces == ["team-a"]
+    assert parsed.log_level == "info"
+    assert parsed.priority is None  # each replica draws its own: equal priorities would all pause
     assert parsed.peering == "ip-inferplane"
     assert parsed.image_nvidia == "ghcr.io/inferplane/nvidia:7"
     assert parsed.image_pull_secrets == ["regcred"]

@@ -20,9 +20,12 @@ session read the profile of a cluster that another process brought up.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from collections.abc import Iterator
 from typing import Any
+
+from tests.cluster import versions
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 MAX_NODES = 1000
@@ -124,10 +127,26 @@ NVIDIA_PRODUCTS = (A100, T4)
 PRODUCTS = (CPU, A100, T4, ASCEND910, ASCEND310P)
 
 
+_CONDITIONS = (
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route"),
+)
+"""kwok's own node conditions (its ``NodeConditions`` template function)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Node:
     name: str
     product: Product
+    index: int = 0
+    """Position in the profile: gives the node a distinct InternalIP."""
+
+    @property
+    def internal_ip(self) -> str:
+        return f"10.1.{self.index // 250}.{self.index % 250 + 1}"
 
     @property
     def device_class(self) -> str:
@@ -162,8 +181,16 @@ class Node:
             capacity[self.product.resource] = str(self.product.count)
         return capacity
 
-    def manifest(self) -> dict[str, Any]:
-        """The Node object, status included: kwok keeps the capacity and fills the conditions."""
+    def manifest(self, now: str | None = None) -> dict[str, Any]:
+        """The Node object with the status a kubelet would post once ready.
+
+        Creating nodes already Ready (as kwok's own ``node-initialize`` stage would make them)
+        spares kwok, the API server and the node lifecycle controller a round of status patches
+        and taints per node: that is most of the work of bringing up 1000 nodes. kwok then keeps
+        them Ready through their leases and its heartbeat stage.
+        """
+        now = now or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fake = f"kwok-{versions.KWOK}"
         return {
             "apiVersion": "v1",
             "kind": "Node",
@@ -179,12 +206,31 @@ class Node:
             "status": {
                 "capacity": self.capacity,
                 "allocatable": self.capacity,
-                # All fields are required by the schema; kwok fills the empty ones.
                 "nodeInfo": {
                     **dict.fromkeys(_NODE_INFO_FIELDS, ""),
                     "architecture": self.product.arch,
                     "operatingSystem": "linux",
+                    "kubeletVersion": fake,
+                    "kubeProxyVersion": fake,
+                    "containerRuntimeVersion": fake,
+                    "kernelVersion": fake,
                 },
+                "addresses": [
+                    {"type": "InternalIP", "address": self.internal_ip},
+                    {"type": "Hostname", "address": self.name},
+                ],
+                "conditions": [
+                    {
+                        "type": kind,
+                        "status": status,
+                        "reason": reason,
+                        "message": message,
+                        "lastHeartbeatTime": now,
+                        "lastTransitionTime": now,
+                    }
+                    for kind, status, reason, message in _CONDITIONS
+                ],
+                "phase": "Running",
             },
         }
 
@@ -224,10 +270,14 @@ class Profile:
 
     @property
     def nodes(self) -> tuple[Node, ...]:
-        return tuple(
-            Node(name=f"kwok-{product.prefix}-{i}", product=product)
+        names = [
+            (f"kwok-{product.prefix}-{i}", product)
             for product, count in self._counts()
             for i in range(count)
+        ]
+        return tuple(
+            Node(name=name, product=product, index=index)
+            for index, (name, product) in enumerate(names)
         )
 
     def of_class(self, device_class: str) -> tuple[Node, ...]:
@@ -238,7 +288,8 @@ class Profile:
 
     def manifest(self) -> dict[str, Any]:
         """All nodes as one ``v1/List`` for ``kubectl create -f``."""
-        return {"apiVersion": "v1", "kind": "List", "items": [n.manifest() for n in self.nodes]}
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"apiVersion": "v1", "kind": "List", "items": [n.manifest(now) for n in self.nodes]}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -297,6 +297,11 @@ def test_service_and_pdb() -> None:
     )
     assert service["spec"]["selector"] == {"s": "t"}
     assert [p["port"] for p in service["spec"]["ports"]] == [80, 8080]
+    assert "clusterIP" not in service["spec"]
+    pool = builders.service(
+        name="p", namespace="ml", owner=OWNER, labels={}, selector={}, port=8080, headless=True
+    )
+    assert pool["spec"]["clusterIP"] == "None"
     pdb = builders.pdb(name="p", namespace="ml", owner=OWNER, labels={}, selector={"s": "t"})
     assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"s": "t"}}}
 

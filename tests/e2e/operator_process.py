@@ -52,8 +52,17 @@ def _free_port() -> int:
 class Operator:
     """``python -m inferplane operator --standalone`` with settings from the environment."""
 
-    def __init__(self, cluster: handle.Cluster, *, store: str, log: Path, **env: str) -> None:
+    def __init__(
+        self,
+        cluster: handle.Cluster,
+        *,
+        store: str,
+        log: Path,
+        standalone: bool = True,
+        **env: str,
+    ) -> None:
         self.cluster = cluster
+        self.standalone = standalone
         self.store = store
         self.log = log
         self.env = env
@@ -70,9 +79,11 @@ class Operator:
             **self.env,
         }
         argv = [
-            sys.executable, "-m", "inferplane", "operator", "--standalone",
+            sys.executable, "-m", "inferplane", "operator",
             "--liveness", f"http://127.0.0.1:{self.port}/healthz",
         ]  # fmt: skip
+        if self.standalone:
+            argv.append("--standalone")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
         handle.wait_until(self.alive, timeout=60, what=f"the operator's liveness (log {self.log})")

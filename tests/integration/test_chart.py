@@ -165,22 +165,22 @@ def test_install_rbac_upgrade_uninstall(
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ("patch", "clusterkopfpeerings.kopf.dev"), ("watch", "clusterkopfpeerings.kopf.dev"),
     ]  # fmt: skip
-    needed_ns = [
-        ("watch", "inferencemodels.inferplane.io"), ("patch", "inferencemodels.inferplane.io"),
-        ("patch", "inferencemodels.inferplane.io/status"),
-        ("update", "inferencemodels.inferplane.io/finalizers"),
-        ("create", "jobs.batch"), ("delete", "jobs.batch"), ("watch", "jobs.batch"),
-        ("create", "deployments.apps"), ("patch", "deployments.apps"),
-        ("create", "services"), ("delete", "services"),
-        ("create", "horizontalpodautoscalers.autoscaling"),
+    needed_ns: list[tuple[str, ...]] = [
+        ("watch", "inferencemodels.inferplane.io"), ("get", "inferencemodels.inferplane.io"),
+        ("patch", "inferencemodels.inferplane.io", "--subresource=status"),
+        ("update", "inferencemodels.inferplane.io", "--subresource=finalizers"),
+        ("create", "jobs.batch"), ("patch", "jobs.batch"), ("watch", "jobs.batch"),
+        ("patch", "deployments.apps"), ("delete", "deployments.apps"),
+        ("patch", "services"), ("delete", "services"),
+        ("patch", "horizontalpodautoscalers.autoscaling"),
         ("patch", "poddisruptionbudgets.policy"),
-        ("list", "pods"), ("watch", "pods"),
+        ("list", "pods"), ("get", "pods", "--subresource=log"),
         ("create", "events"), ("create", "events.events.k8s.io"),
     ]  # fmt: skip
     for verb, resource in needed:
         assert can_i(cluster, account, verb, resource), f"cannot {verb} {resource}"
-    for verb, resource in needed_ns:
-        assert can_i(cluster, account, verb, resource, *ns), f"cannot {verb} {resource}"
+    for verb, resource, *sub in needed_ns:
+        assert can_i(cluster, account, verb, resource, *sub, *ns), f"cannot {verb} {resource} {sub}"
 
     # What it must never do.
     forbidden = [
@@ -190,11 +190,14 @@ def test_install_rbac_upgrade_uninstall(
         ("create", "clusterroles"), ("create", "clusterrolebindings"),
         ("create", "rolebindings", *ns),
         ("escalate", "clusterroles"), ("bind", "clusterroles"),
-        ("create", "pods", "--subresource=exec", *ns), ("get", "pods", "--subresource=log", *ns),
+        ("create", "pods", "--subresource=exec", *ns),
+        ("create", "pods", "--subresource=portforward", *ns),
+        ("patch", "inferencemodels.inferplane.io", *ns), ("delete", "jobs.batch", *ns),
         ("create", "pods", *ns), ("delete", "pods", *ns),
         ("impersonate", "serviceaccounts"), ("delete", "namespaces"),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "serviceaccounts/token", *ns),
+        ("list", "namespaces"),  # only namespace-scoped mode needs it (kopf observes them)
         ("*", "*"),
     ]  # fmt: skip
     for verb, resource, *args in forbidden:
@@ -239,11 +242,12 @@ def test_install_rbac_upgrade_uninstall(
     gone = cluster.kubectl("get", "clusterkopfpeering", f"{release}-inferplane", check=False)
     assert gone.returncode != 0
 
-    assert can_i(cluster, account, "create", "jobs.batch", "-n", other_namespace)
+    assert can_i(cluster, account, "patch", "jobs.batch", "-n", other_namespace)
     assert can_i(cluster, account, "list", "nodes")
-    assert not can_i(cluster, account, "create", "jobs.batch", "-n", namespace)
+    assert can_i(cluster, account, "watch", "namespaces")
+    assert not can_i(cluster, account, "patch", "jobs.batch", "-n", namespace)
     assert not can_i(cluster, account, "watch", "inferencemodels.inferplane.io", "-A")
-    assert not can_i(cluster, account, "create", "jobs.batch", "-n", "default")
+    assert not can_i(cluster, account, "patch", "jobs.batch", "-n", "default")
     assert not can_i(cluster, account, "patch", "kopfpeerings.kopf.dev", "-n", other_namespace)
 
     # ---- uninstall: everything of the release goes, the CRDs stay (Helm never deletes them) --
@@ -283,14 +287,23 @@ def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, p
     return path
 
 
+@pytest.mark.parametrize("mode", ["namespaced", "cluster-wide"])
 def test_operator_runs_as_the_chart_service_account(
-    cluster: Cluster, namespace: str, other_namespace: str, release: str, tmp_path: Path
+    cluster: Cluster,
+    namespace: str,
+    other_namespace: str,
+    release: str,
+    tmp_path: Path,
+    mode: str,
 ) -> None:
     """The real operator, out of cluster, as the chart's ServiceAccount with the chart's settings:
     it watches, plans and creates children in the namespace it manages, and is never refused."""
     restricted_namespace(cluster, other_namespace)
     store_secret(cluster, namespace)
-    values = merge(S3_VALUES, {"watchNamespaces": [other_namespace], "operator": {"replicas": 1}})
+    store_secret(cluster, other_namespace)
+    values = merge(S3_VALUES, {"operator": {"replicas": 1}})
+    if mode == "namespaced":
+        values["watchNamespaces"] = [other_namespace]
     helm(
         cluster, "install", release, str(CHART), "-n", namespace,
         "--values", str(write_values(tmp_path, values)),
@@ -300,6 +313,9 @@ def test_operator_runs_as_the_chart_service_account(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("INFERPLANE_", "KUBE"))},
         **{e["name"]: e["value"] for e in container["env"] if "value" in e},
+        # what envFrom.secretRef gives the pod: the planted credentials
+        "AWS_ACCESS_KEY_ID": f"id-{PLANTED}",
+        "AWS_SECRET_ACCESS_KEY": PLANTED,
         "INFERPLANE_STORE": f"file://{tmp_path / 'store'}",  # the chart's is an unreachable bucket
         "KUBECONFIG": str(
             service_account_kubeconfig(
@@ -339,6 +355,16 @@ def test_operator_runs_as_the_chart_service_account(
             return bool(model.get("status", {}).get("conditions")) and bool(children)
 
         cluster.wait_until(progressed, timeout=90, what=f"the operator to act (log: {log})")
+        # The namespace enforces `restricted`: the Job controller could create the conversion
+        # pod only if the operator's pod template passes it.
+        job = cluster.get("jobs", namespace=other_namespace)[0]["metadata"]["name"]
+        cluster.wait_until(
+            lambda: cluster.get("pods", namespace=other_namespace),
+            timeout=60,
+            what=f"a pod of {job} (events: "
+            + cluster.kubectl("get", "events", "-n", other_namespace).stdout
+            + ")",
+        )
         assert process.poll() is None, log.read_text()
     finally:
         process.terminate()
@@ -346,3 +372,18 @@ def test_operator_runs_as_the_chart_service_account(
     text = log.read_text()
     for refused in ("403", "Forbidden", "forbidden"):
         assert refused not in text, f"the operator was refused something:\n{text}"
+
+    # The credentials reach the conversion pods by reference, never by value.
+    assert PLANTED not in text
+    objects = cluster.kubectl(
+        "get", "inferencemodels,jobs,deployments,pods,services,events,configmaps",
+        "-n", other_namespace, "-o", "yaml",
+    ).stdout  # fmt: skip
+    assert PLANTED not in objects
+    jobs = cluster.get("jobs", namespace=other_namespace)
+    assert jobs, "no conversion Job to check"
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            assert {"secretRef": {"name": SECRET_NAME}} in c.get("envFrom", []), c["name"]
+            assert not any(SECRET_NAME in arg for arg in c.get("args", []) + c.get("command", []))

@@ -152,7 +152,7 @@ def test_scheduler_binds_accelerator_pods_to_their_product(
     cluster: handle.Cluster, namespace: str, wait_until: Any, product: Product
 ) -> None:
     assert product.resource is not None
-    expected_nodes = {n.name for n in cluster.nodes.of_product(product)}
+    expected_nodes = {n.name: n for n in cluster.nodes.of_product(product)}
     assert expected_nodes, f"the session profile has no {product.name} node"
     spec = _pod_spec(
         resources={product.resource: "1"},
@@ -167,6 +167,7 @@ def test_scheduler_binds_accelerator_pods_to_their_product(
     )
     for pod in pods:
         assert pod["spec"]["nodeName"] in expected_nodes
+        assert pod["status"]["hostIP"] == expected_nodes[pod["spec"]["nodeName"]].internal_ip
         scheduled = [c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled"]
         assert scheduled and scheduled[0]["status"] == "True"
     events = cluster.get("events", namespace=namespace)

@@ -241,3 +241,35 @@ def test_deletion_removes_everything_owned(
         timeout=60,
         what="the garbage collector to remove every child",
     )
+
+
+def test_two_replicas_with_peering_one_active(
+    cluster: handle.Cluster, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    """kopf peering: of two operators the higher priority works, the other takes over."""
+    peering = Path(__file__).resolve().parents[2] / "charts/inferplane/crds/kopf.dev_peerings.yaml"
+    cluster.kubectl("apply", "--server-side", "-f", str(peering))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/clusterkopfpeerings.kopf.dev")  # fmt: skip
+    cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
+                   "metadata": {"name": "inferplane"}})  # fmt: skip
+    store = f"file://{tmp_path / 'store'}"
+    replicas = [
+        op.Operator(cluster, store=store, log=tmp_path / f"operator-{p}.log", standalone=False,
+                    INFERPLANE_PRIORITY=str(p))
+        for p in (200, 100)
+    ]  # fmt: skip
+    for replica in replicas:
+        replica.start()
+    try:
+        cluster.apply(op.model("peered", devices=["cpu"]), namespace=namespace)
+        op.wait_phase(cluster, namespace, "peered", "Converting", timeout=60)
+        replicas[0].stop()  # the active one goes; the standby must take over
+        _release_once(cluster, namespace)
+        op.wait_phase(cluster, namespace, "peered", "Ready", timeout=90)
+        assert len(cluster.get("jobs", namespace=namespace)) == 1
+        assert "Pausing operations in favour of" in (tmp_path / "operator-100.log").read_text()
+    finally:
+        for replica in replicas:
+            replica.stop()
+        cluster.kubectl("delete", "clusterkopfpeering", "inferplane", "--ignore-not-found")

@@ -1,40 +1,47 @@
 {{/* SPDX-License-Identifier: Apache-2.0 */}}
 
-{{/* The rules in the namespaces the operator manages. Call with (dict "peering" "true"|""). */}}
+{{/*
+The rules in the namespaces the operator manages, as docs/operator.md lists them ("RBAC: exactly
+what the operator uses"). Children are written by server-side apply: a PATCH, which the API
+server authorizes as create when the object does not exist yet, hence create + patch and no
+update. Call with (dict "peering" true|false).
+*/}}
 {{- define "inferplane.modelRules" -}}
 - apiGroups: [inferplane.io]
   resources: [inferencemodels]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch]
 - apiGroups: [inferplane.io]
   resources: [inferencemodels/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
+{{- /* Children carry blockOwnerDeletion owner references: with the OwnerReferencesPermissionEnforcement
+admission plugin, setting one needs update on the owner's finalizers. */}}
 - apiGroups: [inferplane.io]
   resources: [inferencemodels/finalizers]
   verbs: [update]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch, update, delete]
-- apiGroups: [apps]
-  resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
-- apiGroups: [""]
-  resources: [services]
-  verbs: [get, list, watch, create, patch, update, delete]
-- apiGroups: [autoscaling]
-  resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, patch, update, delete]
-- apiGroups: [policy]
-  resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list]
 - apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [list, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [list, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [list, create, patch, delete]
+- apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- if .peering }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]

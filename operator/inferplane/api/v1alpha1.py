@@ -3,7 +3,7 @@
 
 These models are the single definition of the resource. ``api.crd`` turns them into the
 CustomResourceDefinition (the docstring under each field becomes its ``kubectl explain`` text, the
-``CEL_RULES`` below become ``x-kubernetes-validations``), the operator validates ``spec`` with
+``RULES`` below become ``x-kubernetes-validations``), the operator validates ``spec`` with
 them, and ``inferplane run`` loads a manifest with ``InferenceModel.load``. Each cross-field rule
 is written twice, once as CEL for the API server and once in Python for the local mode; the tests
 check both reject the same manifests.

@@ -463,8 +463,20 @@ def service(
     labels: Mapping[str, str],
     selector: Mapping[str, str],
     port: int,
+    headless: bool = False,
 ) -> Manifest:
-    """A ClusterIP Service on port 80 (and the server's own port) in front of server pods."""
+    """A Service on port 80 (and the server's own port) in front of server pods: ClusterIP for
+    the model, headless for one pool (DNS to its pods; no cluster IP spent per pool)."""
+    spec: Manifest = {
+        "type": "ClusterIP",
+        "selector": dict(selector),
+        "ports": [
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+            {"name": "http-direct", "port": port, "targetPort": "http", "protocol": "TCP"},
+        ],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -474,14 +486,7 @@ def service(
             "labels": dict(labels),
             "ownerReferences": [owner],
         },
-        "spec": {
-            "type": "ClusterIP",
-            "selector": dict(selector),
-            "ports": [
-                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
-                {"name": "http-direct", "port": port, "targetPort": "http", "protocol": "TCP"},
-            ],
-        },
+        "spec": spec,
     }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ CHILD_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
 )
-WORKERS = 8
+WORKERS = 16
 RESYNC_S = 300.0
 MAX_BACKOFF_S = 60.0
 
@@ -59,14 +60,22 @@ class Runtime:
     queue: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
     pending: set[tuple[str, str]] = field(default_factory=set)
     known: set[tuple[str, str]] = field(default_factory=set)
+    active: set[tuple[str, str]] = field(default_factory=set)
+    """Models being reconciled: a model is never reconciled by two workers at once."""
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+    """Models woken while being reconciled: queued again when that reconcile ends."""
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    rollouts: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    """Last seen rollout state of each server Deployment: other changes wake no model."""
     reconciles: int = 0
 
     def enqueue(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.known.add(key)
-        if key not in self.pending:
+        if key in self.active:
+            self.dirty.add(key)
+        elif key not in self.pending:
             self.pending.add(key)
             self.queue.put_nowait(key)
 
@@ -156,10 +165,20 @@ async def _observe(
     model: planner.Model,
     spec: v1alpha1.InferenceModelSpec,
     targets: list[planner.Target],
+    previous: v1alpha1.InferenceModelStatus | None,
 ) -> tuple[observed.Observed, dict[tuple[str, str], str | None]]:
     kube = rt.kube
+    artifacts = await _lookup_artifacts(rt, spec, targets)
+    remembered = {t.job for t in previous.targets if t.key and t.job} if previous else set()
+    unknown = [
+        t
+        for t in targets
+        if planner.known_key(spec, planner.target_options(spec, t)) not in artifacts
+    ]
     jobs = []
-    for name in planner.conversion_jobs(spec, targets):
+    for name in planner.conversion_jobs(spec, unknown):
+        if name in remembered:
+            continue  # converted before: the status has its key, the Job is not needed
         job = await kube.get("batch/v1", "Job", name, namespace=model.namespace)
         if job is not None:
             jobs.append(job)
@@ -185,7 +204,6 @@ async def _observe(
                 owned.append(item)
                 if kind == "Deployment":
                     deployments.append(item)
-    artifacts = await _lookup_artifacts(rt, spec, targets)
     seen = observed.from_objects(
         jobs=jobs,
         pods=pods,
@@ -273,7 +291,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
         previous = None
     model = planner.Model.from_body(body)
     targets, _ = planner.choose(spec, rt.inventory)
-    seen, hashes = await _observe(rt, model, spec, targets)
+    seen, hashes = await _observe(rt, model, spec, targets, previous)
     plan = planner.plan(
         model=model,
         spec=spec,
@@ -311,6 +329,7 @@ async def _worker(rt: Runtime) -> None:
     while True:
         key = await rt.queue.get()
         rt.pending.discard(key)
+        rt.active.add(key)
         try:
             await reconcile(rt, *key)
             rt.failures.pop(key, None)
@@ -323,6 +342,11 @@ async def _worker(rt: Runtime) -> None:
         except Exception:
             log.exception("reconcile %s/%s crashed", *key)
             asyncio.get_running_loop().call_later(MAX_BACKOFF_S, rt.enqueue, *key)
+        finally:
+            rt.active.discard(key)
+            if key in rt.dirty:
+                rt.dirty.discard(key)
+                rt.enqueue(*key)
 
 
 async def _resync(rt: Runtime) -> None:
@@ -423,6 +447,7 @@ def run(
     watch = list(namespaces) or config.namespaces
     started = time.monotonic()
     kopf.configure(verbose=False)
+    logging.getLogger().setLevel(config.log_level.upper())
     for noisy in ("kopf.objects", "aiohttp.access"):  # a line per event / liveness probe
         logging.getLogger(noisy).setLevel(logging.WARNING)
     kopf.run(
@@ -431,5 +456,6 @@ def run(
         liveness_endpoint=liveness,
         standalone=standalone,
         peering_name=None if standalone else config.peering,
+        priority=config.priority if config.priority is not None else random.randint(1, 10**6),
     )
     log.info("operator stopped after %.0f s", time.monotonic() - started)

@@ -30,6 +30,7 @@ from inferplane import errors
 from inferplane.api import v1alpha1
 from inferplane.artifacts.manifest import TargetOptions, artifact_key
 from inferplane.control import builders, naming
+from inferplane.control import status as status_mod
 from inferplane.control.inventory import DevicePool, Inventory, Taint
 from inferplane.control.observed import Artifact, JobPhase, Observed
 from inferplane.control.settings import OperatorSettings
@@ -431,7 +432,9 @@ def _plan_target(
         )
     )
     work.apply.append(
-        builders.service(**common, labels=labels, selector=selector, port=settings.server_port)
+        builders.service(
+            **common, labels=labels, selector=selector, port=settings.server_port, headless=True
+        )
     )
     work.keep += [("Deployment", pool), ("Service", pool), ("PodDisruptionBudget", pool)]
     if spec.replicas.min < spec.replicas.max:
@@ -456,100 +459,6 @@ def _plan_target(
 
 def _owns(owners: Sequence[Mapping[str, Any]], model: Model) -> bool:
     return any(o.get("uid") == model.uid for o in owners)
-
-
-def _condition(
-    kind: v1alpha1.ConditionType,
-    status: str,
-    reason: str,
-    message: str,
-    *,
-    previous: v1alpha1.InferenceModelStatus | None,
-    generation: int,
-    now: datetime,
-) -> v1alpha1.Condition:
-    """A condition whose lastTransitionTime moves only when its status changes."""
-    since = now
-    for old in previous.conditions if previous else []:
-        if old.type == kind and old.status == status and old.last_transition_time is not None:
-            since = old.last_transition_time
-    return v1alpha1.Condition(
-        type=kind,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=since,
-        observed_generation=generation,
-    )
-
-
-def _conditions(
-    targets: list[v1alpha1.TargetStatus],
-    failure: str | None,
-    ready: bool,
-    *,
-    previous: v1alpha1.InferenceModelStatus | None,
-    generation: int,
-    now: datetime,
-) -> list[v1alpha1.Condition]:
-    kinds = v1alpha1.ConditionType
-    args: dict[str, Any] = {"previous": previous, "generation": generation, "now": now}
-    failed = [t for t in targets if t.phase == "Failed"]
-    converted = [t for t in targets if t.key]
-    failures = "; ".join(f"{_label(t.device_class, t.product)}: {t.message}" for t in failed)
-    if failure is not None:
-        out = [
-            _condition(kinds.CONVERTED, "False", "NoDevice", failure, **args),
-            _condition(kinds.VERIFIED, "Unknown", "NoDevice", failure, **args),
-            _condition(kinds.READY, "False", "NoDevice", failure, **args),
-        ]
-        return out
-    count = f"{len(converted)} of {len(targets)} targets converted"
-    if failed:
-        converted_cond = _condition(kinds.CONVERTED, "False", "ConversionFailed", failures, **args)
-    elif len(converted) == len(targets):
-        converted_cond = _condition(kinds.CONVERTED, "True", "Converted", count, **args)
-    else:
-        converted_cond = _condition(kinds.CONVERTED, "False", "Converting", count, **args)
-    unverified = [t for t in converted if not (t.verification and t.verification.verified)]
-    if not converted:
-        verified = _condition(kinds.VERIFIED, "Unknown", "Pending", "nothing converted yet", **args)
-    elif unverified:
-        why = "; ".join(
-            f"{_label(t.device_class, t.product)}: "
-            f"{(t.verification.reason if t.verification else None) or 'no parity result'}"
-            for t in unverified
-        )
-        verified = _condition(kinds.VERIFIED, "False", "NotVerified", why, **args)
-    else:
-        numbers = ", ".join(
-            f"{_label(t.device_class, t.product)} max abs error "
-            f"{t.verification.max_abs_error if t.verification else None}"
-            for t in converted
-        )
-        verified = _condition(kinds.VERIFIED, "True", "Verified", numbers, **args)
-    serving = [t for t in targets if t.phase == "Ready"]
-    pools = f"{len(serving)} of {len(targets)} pools ready"
-    if ready and failed:
-        ready_cond = _condition(kinds.READY, "True", "Degraded", f"{pools}; {failures}", **args)
-    elif ready:
-        ready_cond = _condition(kinds.READY, "True", "Ready", pools, **args)
-    else:
-        reason = "Failed" if failed and len(failed) == len(targets) else "NotReady"
-        ready_cond = _condition(kinds.READY, "False", reason, failures or pools, **args)
-    return [converted_cond, verified, ready_cond]
-
-
-def _phase(targets: list[v1alpha1.TargetStatus]) -> v1alpha1.Phase:
-    phases = [t.phase for t in targets]
-    if not phases or all(p == "Failed" for p in phases):
-        return v1alpha1.Phase.FAILED
-    alive = [p for p in phases if p != "Failed"]
-    if all(p == "Ready" for p in alive):
-        return v1alpha1.Phase.DEGRADED if len(alive) < len(phases) else v1alpha1.Phase.READY
-    if all(p == "Converting" for p in alive):
-        return v1alpha1.Phase.CONVERTING
-    return v1alpha1.Phase.DEPLOYING
 
 
 def plan(
@@ -605,7 +514,7 @@ def plan(
         )
     elif skipped and not spec.auto and (previous is None or not previous.targets):
         events.append(Event("Warning", "Fallback", targets[0].reason))
-    phase = _phase(statuses)
+    phase = status_mod.phase(statuses)
     if failure and (previous is None or previous.phase != v1alpha1.Phase.FAILED):
         events.append(Event("Warning", "NoDevice", failure))
     ready = phase in (v1alpha1.Phase.READY, v1alpha1.Phase.DEGRADED)
@@ -613,7 +522,7 @@ def plan(
         events.append(Event("Normal", "Ready", f"serving on {', '.join(t.label for t in targets)}"))
     status = v1alpha1.InferenceModelStatus(
         phase=phase,
-        conditions=_conditions(
+        conditions=status_mod.conditions(
             statuses, failure, ready, previous=previous, generation=model.generation, now=now
         ),
         observed_generation=model.generation,

@@ -89,6 +89,11 @@ class OperatorSettings(BaseSettings):
     """Namespaces to watch; empty means the whole cluster."""
     peering: str = "inferplane"
     """kopf peering object: of several operator replicas, one is active."""
+    priority: int | None = None
+    """Peering priority of this replica (highest is active); default random per start, since
+    replicas with equal priorities would all pause."""
+    log_level: str = "info"
+    """Log level of the operator (debug, info, warning, error)."""
 
     def image(self, name: str) -> str:
         """The image of ``runtime-images/<name>``."""

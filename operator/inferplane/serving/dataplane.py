@@ -7,6 +7,7 @@ Metadata answers are serialized once, when the model is attached.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,7 +150,8 @@ class DataPlane:
             if request.layout is not None:
                 if len(self._layouts) >= LAYOUT_CACHE:
                     self._layouts.clear()
-                self._layouts[key] = (len(body), request, rows)
+                template = dataclasses.replace(request, inputs={})  # keep no body alive
+                self._layouts[key] = (len(body), template, rows)
         if self._batcher is None:
             started = time.perf_counter()
             results = backend.infer(request.inputs)

@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The operator's wiring that needs no cluster: the work queue, write avoidance, settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from inferplane import errors
+from inferplane.control import handlers, kube
+from inferplane.control.settings import OperatorSettings
+
+
+def _runtime() -> handlers.Runtime:
+    return handlers.Runtime(OperatorSettings(), kube.Kube(kube.Config("https://x", False)))
+
+
+def test_queue_deduplicates_and_never_runs_a_model_twice_at_once() -> None:
+    async def scenario() -> list[tuple[str, str]]:
+        rt = _runtime()
+        rt.enqueue("ns", "a")
+        rt.enqueue("ns", "a")
+        rt.enqueue("ns", "b")
+        first = await rt.queue.get()
+        rt.pending.discard(first)
+        rt.active.add(first)
+        rt.enqueue(*first)  # woken while running: remembered, not queued
+        assert rt.queue.qsize() == 1 and first in rt.dirty
+        return [first, await rt.queue.get()]
+
+    assert asyncio.run(scenario()) == [("ns", "a"), ("ns", "b")]
+
+
+def test_status_patch_sets_changed_keys_and_clears_removed_ones() -> None:
+    old = {"phase": "Converting", "url": "u", "devices": "cpu", "replicas": 0}
+    new = {"phase": "Ready", "url": "u", "replicas": 1}
+    assert handlers._status_patch(old, new) == {"phase": "Ready", "replicas": 1, "devices": None}
+    assert handlers._status_patch(new, new) == {}
+
+
+def test_applied_hash_is_stable_and_changes_with_the_manifest() -> None:
+    manifest = {"kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [80]}}
+    first = handlers._with_hash({**manifest, "metadata": {"name": "s"}})
+    again = handlers._with_hash(first)
+    assert first["metadata"]["annotations"] == again["metadata"]["annotations"]
+    changed = handlers._with_hash({**manifest, "metadata": {"name": "s"}, "spec": {"ports": [81]}})
+    key = handlers.APPLIED_ANNOTATION
+    assert changed["metadata"]["annotations"][key] != first["metadata"]["annotations"][key]
+
+
+def test_bad_settings_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERPLANE_CONVERSION_LABELS", "{not json")
+    with pytest.raises(errors.SpecError, match="INFERPLANE_"):
+        handlers.load_settings()
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "namespace", "name", "path"),
+    [
+        ("v1", "Pod", "ml", "p", "/api/v1/namespaces/ml/pods/p"),
+        ("v1", "Node", None, None, "/api/v1/nodes"),
+        ("batch/v1", "Job", "ml", None, "/apis/batch/v1/namespaces/ml/jobs"),
+        ("inferplane.io/v1alpha1", "InferenceModel", "ml", "m",
+         "/apis/inferplane.io/v1alpha1/namespaces/ml/inferencemodels/m"),
+    ],
+)  # fmt: skip
+def test_rest_paths(
+    api_version: str, kind: str, namespace: str | None, name: str | None, path: str
+) -> None:
+    assert kube.path_of(api_version, kind, namespace=namespace, name=name) == path
+
+
+def test_kubeconfig_with_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443/', "
+        "insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    loaded = kube.load_config(str(config))
+    assert (loaded.server, loaded.token, loaded.ssl) == ("https://127.0.0.1:6443", "abc", False)
+    config.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
+    with pytest.raises(errors.KubeError, match="incomplete"):
+        kube.load_config(str(config))
