@@ -78,6 +78,7 @@ def main() -> None:
     (build.cache_root() / "cluster").mkdir(parents=True, exist_ok=True)
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {_cpu_model()}, {platform.machine()}, {cores} cores")
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
     small = [_up(SMALL)[0] for _ in range(args.runs)]
     rows = [
@@ -112,6 +113,7 @@ def main() -> None:
         print(f"\ncontrol plane RSS at 1000 nodes, 30 s after all Ready: {total:.0f} MiB")
         for name, kib in memory.items():
             print(f"- {name}: {kib / 1024:.0f} MiB")
+    print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"\ncold build: {_cold_build()}")
 
 

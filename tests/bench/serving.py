@@ -194,7 +194,7 @@ def compute_limit(model: Path, threads: int, rows: int, duration: float) -> floa
 TRANSPORT = """
 import sys, uvicorn, uvloop
 body = open(sys.argv[2], "rb").read()
-headers = [(b"content-type", sys.argv[3].encode())]
+headers = [(b"content-type", sys.argv[3].encode()), (b"content-length", b"%d" % len(body))]
 if sys.argv[4] != "-":
     headers.append((b"inference-header-content-length", sys.argv[4].encode()))
 start = {"type": "http.response.start", "status": 200, "headers": headers}
@@ -213,7 +213,7 @@ async def app(scope, receive, send):
     await send(end)
 config = uvicorn.Config(app, port=int(sys.argv[1]), http="httptools", loop="none",
                         lifespan="off", access_log=False, log_level="warning",
-                        server_header=False, backlog=2048)
+                        server_header=False, proxy_headers=False, backlog=2048)
 uvloop.run(uvicorn.Server(config).serve())
 """
 

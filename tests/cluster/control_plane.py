@@ -28,34 +28,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import build, pki, processes
-from tests.cluster.profile import KWOK_ANNOTATION, Profile
+from tests.cluster import build, components, pki, processes
+from tests.cluster.profile import Profile
 
-STAGES = Path(__file__).resolve().parent / "stages.yaml"
-SERVICE_CIDR = "10.0.0.0/24"
 ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 """Start order; ``down`` stops in reverse."""
-
-
-KWOK_CONFIGURATION = {
-    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-    "kind": "KwokConfiguration",
-    # A configuration file replaces kwok's defaults instead of merging with them, so every
-    # option is spelled out: kwok v0.8.0's defaults, except the stage and lease parallelism (4 by
-    # default, too few to initialise 1000 nodes quickly).
-    "options": {
-        "manageAllNodes": False,
-        "enableDebuggingHandlers": True,
-        "enableContentionProfiling": False,
-        "enableProfilingHandler": True,
-        "podPlayStageParallelism": 16,
-        "nodePlayStageParallelism": 16,
-        "nodeLeaseParallelism": 16,
-        "podsOnNodeSyncParallelism": 1,
-        "enablePodsOnNodeSyncListPager": True,
-        "enablePodsOnNodeSyncStreamWatch": False,
-    },
-}
 
 
 class ClusterError(RuntimeError):
@@ -114,133 +91,6 @@ class State:
         return {
             name: processes.is_ours(pid, self.binaries[name]) for name, pid in self.pids.items()
         }
-
-
-def _kubeconfig(path: Path, *, server: str, pki_dir: Path, user: str) -> None:
-    """A kubeconfig with file references (kubectl, helm and client libraries all read them)."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "inferplane-test",
-                "cluster": {
-                    "server": server,
-                    "certificate-authority": str(pki_dir / "ca.crt"),
-                },
-            }
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {
-                    "client-certificate": str(pki_dir / f"{user}.crt"),
-                    "client-key": str(pki_dir / f"{user}.key"),
-                },
-            }
-        ],
-        "contexts": [
-            {"name": "inferplane-test", "context": {"cluster": "inferplane-test", "user": user}}
-        ],
-        "current-context": "inferplane-test",
-    }
-    path.write_text(json.dumps(config, indent=2))
-    path.chmod(0o600)
-
-
-def _argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list[str]:
-    p = directory / "pki"
-    etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-    peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-    if name == "etcd":
-        return [
-            binary,
-            "--name=etcd0",
-            f"--data-dir={directory / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=etcd0={peer_url}",
-            "--unsafe-no-fsync=true",
-            "--quota-backend-bytes=4294967296",
-            "--log-level=warn",
-        ]
-    if name == "kube-apiserver":
-        return [
-            binary,
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={ports['kube-apiserver']}",
-            f"--cert-dir={p}",
-            f"--tls-cert-file={p / 'apiserver.crt'}",
-            f"--tls-private-key-file={p / 'apiserver.key'}",
-            f"--client-ca-file={p / 'ca.crt'}",
-            "--authorization-mode=RBAC",
-            # The aggregation layer's request-header authentication, which the controllers'
-            # delegated authentication reads; no certificate is ever issued for this name.
-            f"--requestheader-client-ca-file={p / 'ca.crt'}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={p / 'sa.pub'}",
-            f"--service-account-signing-key-file={p / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            # A loopback address cannot back the kubernetes Service's endpoints.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-            "--v=1",
-        ]
-    if name == "kube-controller-manager":
-        return [
-            binary,
-            f"--kubeconfig={directory / 'kube-controller-manager.kubeconfig'}",
-            f"--authentication-kubeconfig={directory / 'kube-controller-manager.kubeconfig'}",
-            f"--authorization-kubeconfig={directory / 'kube-controller-manager.kubeconfig'}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['kube-controller-manager']}",
-            "--leader-elect=false",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={p / 'sa.key'}",
-            f"--root-ca-file={p / 'ca.crt'}",
-            f"--cluster-signing-cert-file={p / 'ca.crt'}",
-            f"--cluster-signing-key-file={p / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # kwok renews node leases every 50 s (lease duration 200 s): give it room.
-            "--node-monitor-grace-period=240s",
-            "--profiling=false",
-            "--v=1",
-        ]
-    if name == "kube-scheduler":
-        return [
-            binary,
-            f"--kubeconfig={directory / 'kube-scheduler.kubeconfig'}",
-            f"--authentication-kubeconfig={directory / 'kube-scheduler.kubeconfig'}",
-            f"--authorization-kubeconfig={directory / 'kube-scheduler.kubeconfig'}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['kube-scheduler']}",
-            "--leader-elect=false",
-            "--profiling=false",
-            "--v=1",
-        ]
-    if name == "kwok":
-        return [
-            binary,
-            f"--kubeconfig={directory / 'kubeconfig'}",
-            f"--config={STAGES}",
-            f"--config={directory / 'kwok.yaml'}",
-            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-            # Leases are what the node lifecycle controller watches; a long duration keeps
-            # 1000 nodes' renewals to ~20 writes/s.
-            "--node-lease-duration-seconds=200",
-            "--cidr=10.128.0.1/9",
-            "--node-ip=10.0.255.1",
-        ]
-    raise ValueError(name)
 
 
 def _ssl_context(directory: Path, *, verify: bool = True) -> ssl.SSLContext:
@@ -400,17 +250,21 @@ def _up(
     binaries = {name: str(build.binary_path(name)) for name in (*ORDER, "kubectl", "helm")}
     state = State(directory=directory, pids={}, binaries=binaries, ports=ports, profile=profile)
     server = state.server
-    (directory / "kwok.yaml").write_text(json.dumps(KWOK_CONFIGURATION))
+    (directory / "kwok.yaml").write_text(json.dumps(components.KWOK_CONFIGURATION))
     for user in ("admin", "kube-controller-manager", "kube-scheduler"):
         target = state.kubeconfig if user == "admin" else directory / f"{user}.kubeconfig"
-        _kubeconfig(target, server=server, pki_dir=directory / "pki", user=user)
+        components.write_kubeconfig(target, server=server, pki_dir=directory / "pki", user=user)
+    plain = ssl.create_default_context()
     try:
         for name in ORDER:
-            argv = _argv(name, binaries[name], directory, ports)
+            argv = components.argv(name, binaries[name], directory, ports)
             state.pids[name] = processes.start(
                 argv, log=state.log(name), tie_to_parent=tie_to_parent
             )
             state.save()
+            if name == "etcd":
+                etcd = f"http://127.0.0.1:{ports['etcd']}/health"
+                _wait(state, "etcd /health", lambda u=etcd: _get(u, plain)[0] == 200, timeout)
             if name == "kube-apiserver":
                 _wait(state, "the API server's /readyz", lambda: healthy(state), timeout)
                 marks["api"] = time.monotonic() - started

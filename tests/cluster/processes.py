@@ -52,16 +52,19 @@ def start(
 
 
 def is_ours(pid: int, binary: str) -> bool:
-    """Whether ``pid`` is alive and still runs ``binary`` (not a recycled PID)."""
+    """Whether ``pid`` is alive and still runs ``binary`` (not a recycled PID).
+
+    Reads the ``/proc/PID/exe`` link: right after exec, ``/proc/PID/cmdline`` can still be empty.
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
     if state == "Z":
         _reap(pid)
         return False
-    return cmdline.split(b"\0", 1)[0].decode(errors="replace") == binary
+    return exe == os.path.realpath(binary)
 
 
 def _reap(pid: int) -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from tests.cluster import control_plane
+from tests.cluster import components
 from tests.cluster.profile import (
     A100,
     ASCEND310P,
@@ -92,7 +92,7 @@ def test_profile_survives_json() -> None:
 
 
 def test_stages_cover_nodes_pods_jobs_and_holding() -> None:
-    docs = [d for d in yaml.safe_load_all(control_plane.STAGES.read_text()) if d]
+    docs = [d for d in yaml.safe_load_all(components.STAGES.read_text()) if d]
     assert all(d["kind"] == "Stage" for d in docs)
     names = {d["metadata"]["name"] for d in docs}
     assert names == {

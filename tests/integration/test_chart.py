@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -370,8 +371,10 @@ def test_operator_runs_as_the_chart_service_account(
         process.terminate()
         process.wait(timeout=30)
     text = log.read_text()
-    for refused in ("403", "Forbidden", "forbidden"):
-        assert refused not in text, f"the operator was refused something:\n{text}"
+    # An RBAC refusal reads `User "system:serviceaccount:..." cannot <verb> resource ...` (other
+    # 403s, such as writes into a namespace being deleted by another test, are not ours).
+    refusals = re.findall(r'User "system:serviceaccount:[^"]+" cannot [^"\n]*', text)
+    assert not refusals, f"the operator was refused: {sorted(set(refusals))}"
 
     # The credentials reach the conversion pods by reference, never by value.
     assert PLANTED not in text

@@ -275,6 +275,17 @@ def test_final_stage_runs_inferplane_as_non_root(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", IMAGES)
+def test_final_stage_works_on_a_read_only_root(name: str) -> None:
+    """Pods run with readOnlyRootFilesystem and an emptyDir on /tmp (the chart's operator pod
+    and every pod the operator builds): the working directory and HOME must be there."""
+    for chain in final_variants(dockerfile(name)):
+        workdir = next(s.last("WORKDIR") for s in chain if s.last("WORKDIR"))
+        assert workdir == "/tmp", f"{name}: WORKDIR {workdir}"
+        env = " ".join(" ".join(s.all("ENV")) for s in chain)
+        assert re.search(r"(^|\s)HOME=/tmp(\s|$)", env), f"{name}: HOME is not /tmp"
+
+
+@pytest.mark.parametrize("name", IMAGES)
 def test_final_stage_has_labels_and_no_compiler(name: str) -> None:
     for chain in final_variants(dockerfile(name)):
         labels = " ".join(" ".join(s.all("LABEL")) for s in chain)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +217,31 @@ def test_repeated_binary_header_with_other_data(mlp_server: Server, mlp_onnx: Pa
         "POST", "/v2/models/mlp/infer", header + bytes(500), headers
     )
     assert status == 400 and b"'x'" in reply
+
+
+def test_chunked_bodies(mlp_server: Server, mlp_onnx: Path) -> None:
+    """Bodies without Content-Length arrive in pieces; the size limit still holds."""
+    x = np.random.default_rng(6).standard_normal((1, 64)).astype(np.float32)
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "datatype": "FP32", "shape": [1, 64], "data": x.ravel().tolist()}
+            ]
+        }
+    ).encode()
+    conn = http.client.HTTPConnection(mlp_server.url, timeout=30)
+    pieces = [body[i : i + 100] for i in range(0, len(body), 100)]
+    conn.request("POST", "/v2/models/mlp/infer", body=iter(pieces), encode_chunked=True)
+    response = conn.getresponse()
+    reply = json.loads(response.read())
+    assert response.status == 200, reply
+    np.testing.assert_array_equal(
+        np.array(reply["outputs"][0]["data"], np.float32), run_ort(mlp_onnx, {"x": x})["y"].ravel()
+    )
+    conn.close()
+    conn = http.client.HTTPConnection(mlp_server.url, timeout=30)
+    big = iter([b"[" + b"0," * 30_000] * 3 + [b"0]"])
+    conn.request("POST", "/v2/models/mlp/infer", body=big, encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413 and b"limit" in response.read()
+    conn.close()

@@ -26,7 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("inferplane.serving")
 
-JSON = [(b"content-type", b"application/json")]
+_JSON_TYPE = (b"content-type", b"application/json")
 OCTETS = b"application/octet-stream"
 _LIVE = b'{"live":true}'
 _READY = b'{"ready":true}'
@@ -110,7 +110,10 @@ class App:
             await _respond(send, 200, plane.server_metadata)
         elif path == "/metrics":
             body = plane.metrics.render()
-            headers = [(b"content-type", metrics_module.CONTENT_TYPE.encode())]
+            headers = [
+                (b"content-type", metrics_module.CONTENT_TYPE.encode()),
+                (b"content-length", b"%d" % len(body)),
+            ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         else:
@@ -141,11 +144,12 @@ class App:
             body = await _read_body(receive, limit)
             payload, json_length = await plane.infer(body, header_length)
             if json_length is None:
-                headers = JSON
+                headers = [_JSON_TYPE, (b"content-length", b"%d" % len(payload))]
             else:
                 headers = [
                     (b"content-type", OCTETS),
-                    (b"inference-header-content-length", str(json_length).encode()),
+                    (b"content-length", b"%d" % len(payload)),
+                    (b"inference-header-content-length", b"%d" % json_length),
                 ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
@@ -185,14 +189,16 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": JSON})
+    headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 async def _error(send: Send, exc: errors.InferplaneError) -> None:
     status = status_of(exc)
-    headers = list(JSON)
+    body = protocol.error_body(str(exc))
+    headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
     if isinstance(exc, errors.Unavailable):
         headers.append((b"retry-after", str(max(1, round(exc.retry_after_s))).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": protocol.error_body(str(exc))})
+    await send({"type": "http.response.body", "body": body})

@@ -274,6 +274,7 @@ async def _main(
         access_log=False,
         log_level=settings.log_level,
         server_header=False,
+        proxy_headers=False,  # its middleware costs every request; the pod sits behind a Service
         timeout_graceful_shutdown=settings.graceful_timeout_s,
         backlog=2048,
     )

@@ -115,9 +115,14 @@ class OnnxRuntimeBackend:
             for s in self._inputs
         }
         self._session.run(self._output_names, sample)
-        started = time.perf_counter()
-        self._session.run(self._output_names, sample)
-        return time.perf_counter() - started < TINY_S
+        best = float("inf")
+        for _ in range(20):  # the fastest of several: one run on a busy machine can be slow
+            started = time.perf_counter()
+            self._session.run(self._output_names, sample)
+            best = min(best, time.perf_counter() - started)
+            if best < TINY_S:
+                return True
+        return False
 
     @property
     def inputs(self) -> list[TensorSpec]:
