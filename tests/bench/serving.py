@@ -273,7 +273,11 @@ def main() -> None:
         "--quick", action="store_true", help="small model, binary, c=8, batching off and on"
     )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="inferplane-bench-"))
+    with tempfile.TemporaryDirectory(prefix="inferplane-bench-") as tmp:
+        run_all(args, Path(tmp))
+
+
+def run_all(args: argparse.Namespace, work: Path) -> None:
     small = models.mlp_onnx(work / "small.onnx", (64, 128, 10))
     heavy = models.mlp_onnx(work / "heavy.onnx", (2048, 2048, 2048, 10))
     d = args.duration

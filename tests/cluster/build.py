@@ -63,7 +63,6 @@ def _go_env() -> dict[str, str]:
     env = dict(os.environ)
     env["GOFLAGS"] = "-trimpath -buildvcs=false"
     env["GOTOOLCHAIN"] = "local"
-    env.setdefault("CGO_ENABLED", "0")
     return env
 
 

@@ -128,6 +128,7 @@ def test_taints_merge_and_tolerations() -> None:
             taints=[
                 {"key": "dedicated", "value": "ml", "effect": "NoExecute"},
                 {"key": "soft", "effect": "PreferNoSchedule"},
+                {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
             ],
         ),
     ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,3 +83,24 @@ def test_lenet_equals_mindspore(
         np.testing.assert_allclose(got, reference(x), rtol=1e-4, atol=1e-5)
     text = server.metrics()
     assert metric_value(text, "inferplane_batch_size_count") < 10, "the 8 singles never merged"
+
+
+def test_sigterm_while_loading_exits_cleanly(
+    start_server: StartServer, lenet_checkpoint: Path
+) -> None:
+    server = start_server(
+        lenet_checkpoint, "--network", models.LENET_NETWORK, "--input", models.LENET_INPUT,
+        env=LENET_ENV, ready=False,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if server.request("GET", "/v2/health/live")[0] == 200:
+                break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    assert server.request("GET", "/v2/health/ready")[0] == 503
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+    assert "ready at" not in (server.proc.stderr.read() if server.proc.stderr else "")

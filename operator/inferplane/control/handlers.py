@@ -30,9 +30,10 @@ import pydantic_settings
 from inferplane import errors
 from inferplane.api import v1alpha1
 from inferplane.artifacts import store as store_mod
+from inferplane.control import inventory as inventory_mod
 from inferplane.control import kube as kube_mod
 from inferplane.control import naming, observed, planner
-from inferplane.control.inventory import Inventory
+from inferplane.control.inventory import DevicePool, Inventory
 from inferplane.control.settings import OperatorSettings
 
 log = logging.getLogger("inferplane.operator")
@@ -47,6 +48,8 @@ CHILD_KINDS = (
 WORKERS = 16
 RESYNC_S = 300.0
 MAX_BACKOFF_S = 60.0
+INVENTORY_DEBOUNCE_S = 1.0
+"""Node events within this window rebuild the inventory once."""
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Runtime:
     """Models woken while being reconciled: queued again when that reconcile ends."""
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    inventory_dirty: bool = False
     rollouts: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     """Last seen rollout state of each server Deployment: other changes wake no model."""
     reconciles: int = 0
@@ -425,10 +429,28 @@ async def deployment_event(*, memo: Any, namespace: str | None, body: kopf.Body,
 @kopf.on.event("", "v1", "nodes")
 async def node_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: Any) -> None:
     rt = _runtime(memo)
+    before = rt.nodes.get(name)
     if type == "DELETED":
         rt.nodes.pop(name, None)
     else:
         rt.nodes[name] = dict(body)
+    after = rt.nodes.get(name)
+    if _node_pool(before) == _node_pool(after):
+        return  # a heartbeat or a label that does not matter: the pools are the same
+    if not rt.inventory_dirty:
+        rt.inventory_dirty = True
+        asyncio.get_running_loop().call_later(INVENTORY_DEBOUNCE_S, _refresh, rt)
+
+
+def _node_pool(node: Mapping[str, Any] | None) -> DevicePool | None:
+    """What one node contributes to the pools (None: nothing)."""
+    if node is None or not inventory_mod.usable(node):
+        return None
+    return inventory_mod.classify(node)
+
+
+def _refresh(rt: Runtime) -> None:
+    rt.inventory_dirty = False
     if rt.refresh_inventory():
         log.info("device pools changed: re-planning %d models", len(rt.known))
         for key in list(rt.known):

@@ -29,6 +29,9 @@ EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
 NVIDIA_RESOURCE = "nvidia.com/gpu"
 ASCEND910_RESOURCE = "huawei.com/Ascend910"
 ASCEND310_RESOURCES = ("huawei.com/Ascend310P", "huawei.com/Ascend310")
+CONDITION_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
+"""Taints Kubernetes sets for a node's condition (not-ready, unreachable, pressure, cordon):
+never tolerated by server pods, so left out of the pools."""
 ACCELERATOR_LABELS = ("nvidia.com/gpu.present", GPU_PRODUCT_LABEL, NPU_CHIP_LABEL, "accelerator")
 """Labels that mark accelerator nodes; CPU pools keep off nodes that carry any of them."""
 
@@ -92,7 +95,8 @@ def _soc_version(chip: str | None, resource: str) -> str:
     return resource.rsplit("/", 1)[-1]
 
 
-def _usable(node: Mapping[str, Any]) -> bool:
+def usable(node: Mapping[str, Any]) -> bool:
+    """Schedulable and not NotReady (a node with no conditions yet counts)."""
     if node.get("spec", {}).get("unschedulable"):
         return False
     for condition in node.get("status", {}).get("conditions") or []:
@@ -110,6 +114,7 @@ def classify(node: Mapping[str, Any]) -> DevicePool:
         Taint(t["key"], t["effect"], t.get("value") or None)
         for t in node.get("spec", {}).get("taints") or []
         if t.get("effect") in ("NoSchedule", "NoExecute")
+        and not t["key"].startswith(CONDITION_TAINT_PREFIXES)
     )
     name = str(meta.get("name", ""))
     chip = labels.get(NPU_CHIP_LABEL)
@@ -158,7 +163,7 @@ class Inventory:
         """Group usable Nodes (schedulable, not NotReady) into pools by class and product."""
         merged: dict[tuple[DeviceClass, str | None], DevicePool] = {}
         for node in nodes:
-            if not _usable(node):
+            if not usable(node):
                 continue
             one = classify(node)
             key = (one.device_class, one.product)

@@ -251,6 +251,33 @@ def _load(model: ServedModel | Backend, plane: DataPlane) -> Backend:
     return backend
 
 
+def _load_in_thread(model: ServedModel | Backend, plane: DataPlane) -> asyncio.Future[Backend]:
+    """Load on a thread while the server answers (live: 200, ready: 503)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Backend] = loop.create_future()
+
+    def settle(result: Backend | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        result: Backend | None = None
+        error: BaseException | None = None
+        try:
+            result = _load(model, plane)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="inferplane-load", daemon=True).start()
+    return future
+
+
 async def _main(
     model: ServedModel | Backend,
     settings: ServerSettings,
@@ -282,7 +309,18 @@ async def _main(
     serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:
         started = time.perf_counter()
-        backend = await asyncio.get_running_loop().run_in_executor(None, _load, model, plane)
+        loading = _load_in_thread(model, plane)
+        waiting: set[asyncio.Future[Any]] = {loading, serving}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not loading.done():
+            # A signal stopped the server while the model was loading: let the load finish
+            # (a runtime interrupted half-way through its import can abort the interpreter at
+            # exit), then release it, never answering ready.
+            await serving
+            with contextlib.suppress(Exception):
+                (await loading).close()
+            return
+        backend = loading.result()
         plane.attach(backend, load_seconds=time.perf_counter() - started)
     except BaseException:
         server.should_exit = True
