@@ -52,18 +52,37 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--device", type=click.Choice(DEVICES[1:]),
-              help="Device class (default: the artifact manifest's, else cpu).")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES[1:]),
+    help="Device class (default: the artifact manifest's, else cpu).",
+)
 @click.option("--network", help="module:callable returning the nn.Cell (checkpoint sources).")
-@click.option("--input", "inputs", multiple=True, help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32")
-@click.option("--max-batch-size", type=click.IntRange(1), default=1, show_default=True,
-              help="Merge concurrent requests up to this many rows (1: batching off).")
+@click.option(
+    "--input", "inputs", multiple=True, help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32"
+)
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Merge concurrent requests up to this many rows (1: batching off).",
+)
 @click.option("--max-queue-delay-ms", type=click.FloatRange(0), default=2.0, show_default=True)
-@click.option("--max-queue", type=click.IntRange(1), default=1024, show_default=True,
-              help="Requests waiting beyond this answer 503 with Retry-After.")
+@click.option(
+    "--max-queue",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Requests waiting beyond this answer 503 with Retry-After.",
+)
 @click.option("--max-request-bytes", type=click.IntRange(1), default=64 << 20, show_default=True)
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 @_friendly
 def serve(**options: Any) -> None:
     """Serve one model over the Open Inference Protocol (KServe V2) REST API."""
@@ -76,19 +95,28 @@ def serve(**options: Any) -> None:
 @click.option("--source", required=True, help="Path or URI (file://, pvc://, s3://, http(s)://).")
 @click.option("--format", "source_format", type=click.Choice(FORMATS), required=True)
 @click.option("--network", help="module:callable returning the nn.Cell (checkpoints).")
-@click.option("--input", "inputs", multiple=True,
-              help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32")
+@click.option(
+    "--input", "inputs", multiple=True, help="name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32"
+)
 @click.option("--to", "target", type=click.Choice(TARGETS), required=True)
-@click.option("--device", type=click.Choice(DEVICES[1:]),
-              help="Device class the artifact is for (default: by target, e.g. onnx -> cpu).")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES[1:]),
+    help="Device class the artifact is for (default: by target, e.g. onnx -> cpu).",
+)
 @click.option("--device-spec", help="GPU product (tensorrt) or SoC version (om), e.g. Ascend310P3.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--batch", help="min,opt,max batch of the dynamic profile, e.g. 1,8,32.")
 @click.option("--store", required=True, help="Artifact store URI (path, file://, pvc://, s3://).")
 @click.option("--name", help="Model name written into the manifest (default: the source's stem).")
 @click.option("--sha256", "source_sha256", help="Expected sha256 of the source (http sources).")
-@click.option("--samples", type=click.IntRange(1), default=8, show_default=True,
-              help="Random inputs for the parity check.")
+@click.option(
+    "--samples",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Random inputs for the parity check.",
+)
 @click.option("--sample-inputs", help=".npz of extra inputs for the parity check.")
 @click.option("--atol", type=float, help="Absolute tolerance (default by precision).")
 @click.option("--rtol", type=float, help="Relative tolerance (default by precision).")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The one error tree of inferplane. Foreign errors are translated at the boundary (``raise ... from``).
+"""The one error tree of inferplane; foreign errors are translated at the boundary (``from``).
 
     InferplaneError
     ├── SpecError          an InferenceModel spec or CLI argument is invalid

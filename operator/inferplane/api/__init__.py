@@ -1,2 +1,2 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The InferenceModel API (``inferplane.io/v1alpha1``): pydantic models and the CRD made from them."""
+"""The InferenceModel API (``inferplane.io/v1alpha1``): pydantic models, and the CRD from them."""

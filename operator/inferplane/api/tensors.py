@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tensor signatures, shared by the API (``spec.source.inputs``), the artifact manifest and the server."""
+"""Tensor signatures: shared by the API (``spec.source.inputs``), the manifest and the server."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class Datatype(str, enum.Enum):
 
 
 class TensorSpec(BaseModel):
-    """One named input or output tensor: its V2 datatype and shape (-1 marks a dynamic dimension)."""
+    """One named input or output tensor: its V2 datatype and shape (-1: a dynamic dimension)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,7 +59,7 @@ class TensorSpec(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> TensorSpec:
-        """Parse the command-line form ``name:dim,dim,...:DATATYPE`` (e.g. ``x:-1,1,32,32:FP32``)."""
+        """Parse the CLI form ``name:dim,dim,...:DATATYPE`` (e.g. ``x:-1,1,32,32:FP32``)."""
         parts = text.rsplit(":", 2)
         if len(parts) != 3 or not parts[0]:
             raise errors.SpecError(

@@ -1,2 +1,2 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Artifacts: the manifest both planes share, the content-addressed store, safe archive unpacking."""
+"""Artifacts: the manifest both planes share, the content-addressed store, safe unpacking."""
