@@ -10,6 +10,7 @@ the real converter and server instead.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ def test_fallback_then_replan_when_the_class_comes_back(
         cluster.kubectl("cordon", node)
     try:
         cluster.apply(op.model("pref", devices=["ascend910", "cpu"]), namespace=namespace)
-        _release_once(cluster, namespace)
+        _release_target(cluster, namespace, "pref", "cpu")
         body = op.wait_phase(cluster, namespace, "pref", "Ready", timeout=60)
         (target,) = body["status"]["targets"]
         assert target["deviceClass"] == "cpu"
@@ -154,8 +155,8 @@ def test_fallback_then_replan_when_the_class_comes_back(
     finally:
         for node in ascend:
             cluster.kubectl("uncordon", node)
-    _release_once(cluster, namespace)
-    body = handle.wait_until(
+    _release_target(cluster, namespace, "pref", "ascend910")
+    handle.wait_until(
         lambda: (lambda b: b if (b.get("status") or {}).get("devices") == "ascend910"
                  and b["status"].get("phase") == "Ready" else None)(
             op.get_model(cluster, namespace, "pref")
@@ -163,15 +164,34 @@ def test_fallback_then_replan_when_the_class_comes_back(
         timeout=60,
         what="pref to move to ascend910",
     )  # fmt: skip
-    deployments = {d["metadata"]["name"] for d in cluster.get("deployments", namespace=namespace)}
     handle.wait_until(
         lambda: (
             {d["metadata"]["name"] for d in cluster.get("deployments", namespace=namespace)}
             == {"pref-ascend910"}
         ),
         timeout=30,
-        what=f"the cpu pool to go (have {deployments})",
+        what="the cpu pool to go",
     )
+
+
+def _release_target(cluster: handle.Cluster, namespace: str, model: str, device_class: str) -> str:
+    """Once the model plans a conversion for ``device_class``, release that Job's held pod."""
+
+    def job() -> str | None:
+        status = op.get_model(cluster, namespace, model).get("status") or {}
+        jobs = [t["job"] for t in status.get("targets", []) if t["deviceClass"] == device_class]
+        return jobs[0] if jobs else None
+
+    name = handle.wait_until(job, timeout=60, what=f"{model} to plan {device_class}")
+
+    def held() -> list[dict[str, Any]]:
+        return [
+            p for p in op.held_pods(cluster, namespace)
+            if p["metadata"]["labels"].get("job-name") == name
+        ]  # fmt: skip
+
+    (pod,) = handle.wait_until(held, timeout=60, what=f"the held pod of {name}")
+    return op.release_with_result(cluster, namespace, pod)
 
 
 def _release_once(cluster: handle.Cluster, namespace: str) -> list[str]:
@@ -268,7 +288,12 @@ def test_two_replicas_with_peering_one_active(
         _release_once(cluster, namespace)
         op.wait_phase(cluster, namespace, "peered", "Ready", timeout=90)
         assert len(cluster.get("jobs", namespace=namespace)) == 1
-        assert "Pausing operations in favour of" in (tmp_path / "operator-100.log").read_text()
+        # the standby did nothing until the active replica left
+        standby = (tmp_path / "operator-100.log").read_text()
+        active = (tmp_path / "operator-200.log").read_text()
+        resumed = re.findall(r"^\[([^\]]+)\].*Resuming operations", standby, re.M)
+        stopped = re.findall(r"^\[([^\]]+)\].*SIGTERM", active, re.M)
+        assert resumed and stopped and resumed[-1] >= stopped[-1], (resumed, stopped)
     finally:
         for replica in replicas:
             replica.stop()
