@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -140,10 +141,12 @@ def _misplaced(cluster: handle.Cluster, namespace: str) -> tuple[int, int]:
 
 def run(nodes: int, models: int, timeout: float) -> dict[str, Any]:
     # Every model has a ClusterIP Service: 1000 of them need more than the test cluster's /24.
-    control_plane.SERVICE_CIDR = "10.0.0.0/16"
+    for module in (control_plane, importlib.import_module("tests.cluster.components")):
+        if hasattr(module, "SERVICE_CIDR"):
+            module.SERVICE_CIDR = "10.0.0.0/16"  # type: ignore[attr-defined]
     directory = build.cache_root() / "cluster" / f"bench-operator-{os.getpid()}"
     state, _ = control_plane.up(directory, _profile(nodes), tie_to_parent=True)
-    work = Path(tempfile.mkdtemp(prefix="inferplane-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="inferplane-operator-scale-"))
     try:
         cluster = handle.Cluster(state)
         op.install_crd(cluster)
@@ -203,6 +206,7 @@ def run(nodes: int, models: int, timeout: float) -> dict[str, Any]:
             "writes_per_model": round(writes / models, 2) if writes >= 0 else None,
             "server_pods": pods,
             "misplaced": wrong,
+            "operator_log": str(work / "operator.log"),
         }
     finally:
         control_plane.down(directory)

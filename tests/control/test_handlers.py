@@ -87,3 +87,22 @@ def test_kubeconfig_with_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     config.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
     with pytest.raises(errors.KubeError, match="incomplete"):
         kube.load_config(str(config))
+
+
+def test_only_node_changes_that_move_pools_count() -> None:
+    from tests.cluster.profile import Profile
+
+    node = Profile(cpu=0, nvidia=1, ascend910=0, ascend310=0).nodes[0].manifest()
+    beat = {
+        **node,
+        "status": {
+            **node["status"],
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-11-26T02:00:00Z"}
+            ],
+        },
+    }
+    cordoned = {**node, "spec": {**node["spec"], "unschedulable": True}}
+    assert handlers._node_pool(node) == handlers._node_pool(beat)
+    assert handlers._node_pool(cordoned) is None
+    assert handlers._node_pool(None) is None

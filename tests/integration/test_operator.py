@@ -293,7 +293,7 @@ def test_two_replicas_with_peering_one_active(
         active = (tmp_path / "operator-200.log").read_text()
         resumed = re.findall(r"^\[([^\]]+)\].*Resuming operations", standby, re.M)
         stopped = re.findall(r"^\[([^\]]+)\].*SIGTERM", active, re.M)
-        assert resumed and stopped and resumed[-1] >= stopped[-1], (resumed, stopped)
+        assert resumed and stopped and resumed[0] >= stopped[-1], (resumed, stopped)
     finally:
         for replica in replicas:
             replica.stop()
