@@ -291,3 +291,52 @@ def test_fixed_batch_model_parity_and_padded_accuracy(tmp_path: Path) -> None:
     assert m.verification.verified and m.verification.batch_sizes == [2]
     assert m.accuracy is not None and m.accuracy.samples == 5
     assert m.accuracy.reference == m.accuracy.converted == 1.0
+
+
+def test_result_reaches_the_termination_log(tmp_path: Path) -> None:
+    """In a Job pod the converter writes its result where the operator reads it back."""
+    from inferplane.control import observed
+
+    model = models.mlp_onnx(tmp_path / "mlp.onnx")
+    log = tmp_path / "termination-log"
+    done = subprocess.run(
+        [sys.executable, "-m", "inferplane", "convert", "--format", "onnx", "--to", "onnx"]
+        + ["--source", str(model), "--store", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "INFERPLANE_TERMINATION_LOG": str(log)},
+    )
+    assert done.returncode == 0, done.stderr
+    text = log.read_text()
+    assert len(text.encode()) <= pipeline.TERMINATION_LIMIT
+    manifest = ArtifactManifest.model_validate_json(text)
+    artifact = observed.parse_result(text)
+    assert artifact is not None and artifact.key == manifest.key
+    assert artifact.verification is not None and artifact.verification.verified
+
+
+def test_large_result_is_summarised_for_the_termination_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest over Kubernetes' 4 KiB limit is cut down to the key and the verification."""
+    from inferplane.control import observed
+
+    model = models.mlp_onnx(tmp_path / "mlp.onnx")
+    req = pipeline.Request(
+        source=str(model),
+        source_format=ArtifactFormat.ONNX,
+        target=ArtifactFormat.ONNX,
+        store=str(tmp_path / "store"),
+        name="m" * 5000,
+    )
+    manifest = pipeline.convert(req, reporter=progress.Silent()).manifest
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv("INFERPLANE_TERMINATION_LOG", str(log))
+    pipeline.report_termination(manifest)
+    text = log.read_text()
+    assert len(text.encode()) <= pipeline.TERMINATION_LIMIT
+    artifact = observed.parse_result(text)
+    assert artifact is not None and artifact.key == manifest.key
+    assert artifact.verification is not None
+    assert artifact.verification.max_abs_error == manifest.verification.max_abs_error

@@ -13,6 +13,7 @@ an artifact alike. For an archive source the digest is the archive's, network co
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -506,5 +507,38 @@ def main(**options: Any) -> None:
     rep = progress.Reporter()
     result = convert(req, reporter=rep, fetch=False)
     rep.note(f"artifact {result.manifest.key} at {result.location}")
+    report_termination(result.manifest)
     if options.get("as_json"):
         sys.stdout.write(result.manifest.model_dump_json(indent=2) + "\n")
+
+
+TERMINATION_LIMIT = 4096
+"""Kubernetes keeps at most this many bytes of a container's termination message."""
+
+
+def report_termination(manifest: ArtifactManifest) -> None:
+    """Write the result where ``$INFERPLANE_TERMINATION_LOG`` says (a Job pod's termination log).
+
+    The operator reads it from the pod's status: the whole manifest when it fits, else the key
+    and the verification numbers. Outside a pod the variable is unset and nothing is written.
+    """
+    path = os.environ.get("INFERPLANE_TERMINATION_LOG")
+    if not path:
+        return
+    text = manifest.model_dump_json()
+    if len(text.encode()) > TERMINATION_LIMIT:
+        check, accuracy = manifest.verification, manifest.accuracy
+        verification = {
+            "verified": check.verified,
+            "reason": check.reason or None,
+            "maxAbsError": check.max_abs_error,
+            "maxRelError": check.max_rel_error,
+            "accuracy": accuracy.converted if accuracy else None,
+            "referenceAccuracy": accuracy.reference if accuracy else None,
+        }
+        summary = {"key": manifest.key, "verification": verification}
+        text = json.dumps(summary, separators=(",", ":"))
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        print(f"inferplane: cannot write the termination log {path}: {exc}", file=sys.stderr)
