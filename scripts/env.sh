@@ -41,11 +41,10 @@ VENV="$INFERPLANE_CACHE/venv-$key"
         "$VENV/bin/pip" install -q -e "$ROOT[dev]" >&2
         touch "$VENV/.complete"
     fi
-    # The editable install points at this checkout (CI clones elsewhere): refresh it, cheaply.
-    if ! "$VENV/bin/python" -c 'import inferplane, sys, os; sys.exit(0 if os.path.realpath(inferplane.__file__).startswith(os.path.realpath(sys.argv[1])) else 1)' "$ROOT" 2>/dev/null; then
-        "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >&2
-    fi
 ) 9>"$INFERPLANE_CACHE/.venv.lock"
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
+# The venv is shared by every checkout on the machine (CI clones elsewhere): this checkout's
+# sources come first on the path, ahead of the editable install that built the venv.
+export PYTHONPATH="$ROOT/operator:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 set +euo pipefail

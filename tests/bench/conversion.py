@@ -121,7 +121,7 @@ def main() -> None:
     moto, endpoint = start_moto()
     env = {
         **os.environ,
-        "PYTHONPATH": str(LENET),
+        "PYTHONPATH": os.pathsep.join([str(LENET), os.environ.get("PYTHONPATH", "")]),
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",

@@ -293,6 +293,9 @@ def test_fixed_batch_model_parity_and_padded_accuracy(tmp_path: Path) -> None:
     assert m.accuracy.reference == m.accuracy.converted == 1.0
 
 
+CONVERT_ONNX = [sys.executable, "-m", "inferplane", "convert", "--format", "onnx", "--to", "onnx"]
+
+
 def test_result_reaches_the_termination_log(tmp_path: Path) -> None:
     """In a Job pod the converter writes its result where the operator reads it back."""
     from inferplane.control import observed
@@ -300,8 +303,7 @@ def test_result_reaches_the_termination_log(tmp_path: Path) -> None:
     model = models.mlp_onnx(tmp_path / "mlp.onnx")
     log = tmp_path / "termination-log"
     done = subprocess.run(
-        [sys.executable, "-m", "inferplane", "convert", "--format", "onnx", "--to", "onnx"]
-        + ["--source", str(model), "--store", str(tmp_path / "s")],
+        [*CONVERT_ONNX, "--source", str(model), "--store", str(tmp_path / "s")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -48,7 +48,7 @@ def _argv(command: list[str]) -> list[str]:
 def _env(container: dict[str, Any], **extra: str) -> dict[str, str]:
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
     if env.get("PYTHONPATH") == "/network":
-        env["PYTHONPATH"] = str(LENET_DIR)
+        env["PYTHONPATH"] = os.pathsep.join([str(LENET_DIR), os.environ.get("PYTHONPATH", "")])
     return {**os.environ, **env, **extra}
 
 

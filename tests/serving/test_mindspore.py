@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,9 @@ import tritonclient.http as triton
 from tests import models
 from tests.serving.conftest import Server, StartServer, metric_value
 
-LENET_ENV = {"PYTHONPATH": str(models.LENET_DIR)}
+LENET_ENV = {
+    "PYTHONPATH": os.pathsep.join([str(models.LENET_DIR), os.environ.get("PYTHONPATH", "")])
+}
 
 
 @pytest.fixture(scope="module")
