@@ -30,6 +30,9 @@ from tests.charts.chart import (
     template,
 )
 
+from inferplane.control.settings import DEFAULT_DEVICES
+from inferplane.devices import BackendName, DeviceClass
+
 FORBIDDEN_VERBS = {"escalate", "bind", "impersonate", "*"}
 READ = {"get", "list", "watch"}
 
@@ -259,6 +262,44 @@ def test_images_resolve_by_tag_variant_and_digest(tmp_path: Path) -> None:
     assert env["INFERPLANE_IMAGE_EDGE"] == "ghcr.io/inferplane/edge:0.1.0"
 
 
+def test_server_images_per_class_and_variant(tmp_path: Path) -> None:
+    """devices.<class>.images: each backend's image from an `images` entry; a reference with its
+    own variant gets neither that entry's tag nor its digest (they name another build)."""
+    digest = "sha256:" + "cd" * 32
+    values = merge(
+        S3_VALUES,
+        {
+            "images": {
+                "mindspore": {"repository": "reg.local/ms", "tag": "2.10-cpu", "digest": digest},
+                "nvidia": {"tag": "10.7"},
+            },
+            "devices": {
+                "ascend910": {"images": {"mindspore": {"image": "mindspore", "variant": "ascend"}}},
+                "nvidia": {"images": {"onnxruntime": {"image": "nvidia", "tag": "ort"}}},
+            },
+        },
+    )
+    env = env_of(one(render(values, tmp_path), "Deployment"))
+    assert env["INFERPLANE_IMAGE_MINDSPORE"] == f"reg.local/ms@{digest}"  # export: cpu variant
+    images = {c: d["images"] for c, d in json.loads(env["INFERPLANE_DEVICES"]).items()}
+    assert images == {
+        "ascend910": {"mindspore": "reg.local/ms:0.1.0-ascend"},
+        "ascend310": {"acl": "ghcr.io/inferplane/ascend:0.1.0"},
+        "nvidia": {
+            "tensorrt": "ghcr.io/inferplane/nvidia:10.7",
+            "onnxruntime": "ghcr.io/inferplane/nvidia:ort",
+        },
+        "cpu": {
+            "onnxruntime": "ghcr.io/inferplane/cpu:0.1.0",
+            "mindspore": "reg.local/ms:0.1.0-cpu",
+        },
+        "edge": {"mslite": "ghcr.io/inferplane/edge:0.1.0"},
+    }
+    bad = merge(S3_VALUES, {"devices": {"cpu": {"images": {"mindspore": {"image": None}}}}})
+    result = template(bad, tmp_path)  # null drops the default: the reference names no image
+    assert result.returncode != 0 and "/devices/cpu/images/mindspore" in result.stderr
+
+
 def test_operator_settings_read_every_variable_the_chart_sets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,8 +313,20 @@ def test_operator_settings_read_every_variable_the_chart_sets(
             "images": {"pullSecrets": ["regcred"], "nvidia": {"tag": "7"}},
             "store": {"s3": {"endpoint": "http://s3.local:9000"}},
             "conversion": {"labels": {"kwok.inferplane.io/hold": "true"}, "backoffLimit": 3},
-            "servers": {"port": 9000, "resources": {"requests": {"cpu": "2"}}},
-            "runtimeClasses": {"nvidia": "gpu", "ascend910": "ascend"},
+            "servers": {"port": 9000},
+            "devices": {
+                "nvidia": {
+                    "resourceNames": ["nvidia.com/mig-1g.10gb"],
+                    "productLabel": "nvidia.com/mig-1g.10gb.product",
+                    "runtimeClassName": "gpu",
+                    "resources": {"requests": {"cpu": "2"}},
+                },
+                "ascend910": {
+                    "resourceNames": ["huawei.com/Ascend910B"],
+                    "runtimeClassName": "ascend",
+                    "tolerations": [{"key": "npu", "operator": "Exists", "effect": "NoSchedule"}],
+                },
+            },
             "clusterDomain": "corp.local",
         },
     )
@@ -301,11 +354,27 @@ def test_operator_settings_read_every_variable_the_chart_sets(
     assert parsed.conversion_labels == {"kwok.inferplane.io/hold": "true"}
     assert parsed.job_backoff_limit == 3
     assert parsed.server_port == 9000
-    assert parsed.server_resources == {  # helm merges maps: the default memory stays
+    nvidia = parsed.devices[DeviceClass.NVIDIA]
+    assert nvidia.resource_names == ("nvidia.com/mig-1g.10gb",)
+    assert nvidia.product_label == "nvidia.com/mig-1g.10gb.product"
+    assert nvidia.runtime_class_name == "gpu"
+    assert nvidia.resources == {  # helm merges maps: the default memory stays
         "requests": {"cpu": "2", "memory": "512Mi"},
         "limits": {"memory": "2Gi"},
     }
-    assert parsed.runtime_classes == {"nvidia": "gpu", "ascend910": "ascend"}
+    ascend = parsed.devices[DeviceClass.ASCEND910]
+    assert ascend.resource_names == ("huawei.com/Ascend910B",)
+    assert ascend.product_label == "node.kubernetes.io/npu.chip.name"
+    assert ascend.tolerations == ({"key": "npu", "operator": "Exists", "effect": "NoSchedule"},)
+    # the classes the values leave alone parse to the operator's own defaults
+    for device_class in (DeviceClass.ASCEND310, DeviceClass.CPU, DeviceClass.EDGE):
+        assert parsed.devices[device_class].model_dump(exclude={"images"}) == (
+            DEFAULT_DEVICES[device_class].model_dump(exclude={"images"})
+        )
+    assert parsed.server_image(DeviceClass.ASCEND910, BackendName.MINDSPORE) == (
+        "ghcr.io/inferplane/mindspore:0.1.0-ascend"
+    )
+    assert parsed.server_image(DeviceClass.NVIDIA, BackendName.TENSORRT) == parsed.image_nvidia
     assert parsed.cluster_domain == "corp.local"
 
 
@@ -379,7 +448,15 @@ def test_service_monitor(tmp_path: Path) -> None:
             merge(S3_VALUES, {"images": {"cpu": {"digest": "sha256:xyz"}}}),
             "/images/cpu/digest",
         ),
-        (merge(S3_VALUES, {"runtimeClasses": {"gpu": "nvidia"}}), "invalid propertyName 'gpu'"),
+        (merge(S3_VALUES, {"devices": {"gpu": {}}}), "'gpu' not allowed"),
+        (
+            merge(S3_VALUES, {"devices": {"nvidia": {"images": {"tensorrt": {"image": "trt"}}}}}),
+            "/devices/nvidia/images/tensorrt/image",
+        ),
+        (
+            merge(S3_VALUES, {"devices": {"cpu": {"runtimeClassName": "Not_A_Name"}}}),
+            "/devices/cpu/runtimeClassName",
+        ),
         (
             merge(S3_VALUES, {"store": {"s3": {"endpoint": "minio:9000"}}}),
             "/store/s3/endpoint",
@@ -389,6 +466,7 @@ def test_service_monitor(tmp_path: Path) -> None:
     ids=[
         "no-store", "two-stores", "replicas-without-peering", "log-level", "unknown-key",
         "zero-replicas", "bad-namespace", "bad-digest", "unknown-device-class",
+        "unknown-image", "bad-runtime-class",
         "endpoint-no-scheme",
         "no-service-account",
     ],
@@ -414,7 +492,7 @@ def test_values_are_documented_and_schema_covers_them() -> None:
     walk(values, schema, "")
     block_documented = {"repository", "tag", "variant", "digest", "requests", "limits", "cpu",
                         "memory"}  # fmt: skip
-    label_maps = {"selector", "runtimeClasses"}
+    label_maps = {"selector", "nodeSelector"}
     previous = ""
     stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing keys
     for line in (CHART / "values.yaml").read_text().splitlines():
@@ -424,10 +502,13 @@ def test_values_are_documented_and_schema_covers_them() -> None:
             while stack and stack[-1][0] >= indent:
                 stack.pop()
             in_label_map = bool(stack) and stack[-1][1] in label_maps
+            # the fields of devices.<class> are documented once, above `devices:`
+            in_device_class = len(stack) >= 2 and stack[0][1] == "devices"
             documented = (
                 previous.lstrip().startswith("#")
                 or key in block_documented
                 or in_label_map
+                or in_device_class
                 or match.group(2) is not None
             )
             assert documented, f"values.yaml: `{line.strip()}` has no comment above it"

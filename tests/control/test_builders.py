@@ -154,7 +154,7 @@ def test_network_image_and_source_claim_are_mounted() -> None:
 def test_cpu_work_keeps_off_accelerator_nodes() -> None:
     pod = _job(ArtifactFormat.ONNX, T4)["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod and "runtimeClassName" not in pod
-    assert pod["containers"][0]["image"].endswith("/mindspore:0.1.0")
+    assert pod["containers"][0]["image"].endswith("/mindspore:0.1.0-cpu")  # export: cpu variant
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     keys = {e["key"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}

@@ -46,10 +46,35 @@ here: only the Secret's name, which the operator hands on to pods as envFrom.sec
   value: {{ .Values.conversion.resources | toJson | quote }}
 - name: INFERPLANE_SERVER_PORT
   value: {{ .Values.servers.port | quote }}
-- name: INFERPLANE_SERVER_RESOURCES
-  value: {{ .Values.servers.resources | toJson | quote }}
-- name: INFERPLANE_RUNTIME_CLASSES
-  value: {{ .Values.runtimeClasses | toJson | quote }}
+- name: INFERPLANE_DEVICES
+  value: {{ include "inferplane.devices" . | quote }}
 - name: INFERPLANE_CLUSTER_DOMAIN
   value: {{ .Values.clusterDomain | quote }}
+{{- end }}
+
+{{/*
+values.devices as OperatorSettings.devices reads it (JSON, camelCase keys): each class as given,
+with its images resolved from {image, variant, tag, digest} references into the `images` entries
+to image references. A reference with its own variant names another build of the entry's
+repository, so the entry's tag and digest (which name the entry's variant) do not apply to it.
+*/}}
+{{- define "inferplane.devices" -}}
+{{- $root := . -}}
+{{- $out := dict -}}
+{{- range $class, $device := .Values.devices }}
+{{- $images := dict -}}
+{{- range $backend, $ref := $device.images }}
+{{- $base := index $root.Values.images $ref.image }}
+{{- if not (kindIs "map" $base) }}
+{{- fail (printf "devices.%s.images.%s.image: %q is no entry of images" $class $backend $ref.image) }}
+{{- end }}
+{{- $image := dict "repository" $base.repository "tag" ($ref.tag | default $base.tag) "variant" $base.variant "digest" ($ref.digest | default $base.digest) }}
+{{- if $ref.variant }}
+{{- $image = dict "repository" $base.repository "tag" ($ref.tag | default "") "variant" $ref.variant "digest" ($ref.digest | default "") }}
+{{- end }}
+{{- $_ := set $images $backend (include "inferplane.image" (dict "image" $image "root" $root)) }}
+{{- end }}
+{{- $_ := set $out $class (merge (dict "images" $images) (omit $device "images")) }}
+{{- end }}
+{{- toJson $out }}
 {{- end }}

@@ -15,7 +15,7 @@ from typing import Any
 
 from inferplane.api import v1alpha1
 from inferplane.control import naming
-from inferplane.control.inventory import ACCELERATOR_LABELS, EDGE_ROLE_LABEL, Taint
+from inferplane.control.inventory import Taint
 from inferplane.control.settings import OperatorSettings
 from inferplane.devices import ArtifactFormat, BackendName, DeviceClass
 
@@ -39,13 +39,32 @@ FETCH_PROGRAM = (
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a pod may run: the device resource, node labels and taints of its pool."""
+    """Where a pod may run: the device resource, node labels and taints of its pool, and what
+    the settings add for its class (runtimeClass, tolerations)."""
 
     device_class: DeviceClass
     resource: str | None = None
     selector: Mapping[str, str] | None = None
     taints: Sequence[Taint] = ()
     runtime_class: str | None = None
+    tolerations: Sequence[Mapping[str, Any]] = ()
+
+    @classmethod
+    def of_class(
+        cls,
+        device_class: DeviceClass,
+        settings: OperatorSettings,
+        *,
+        resource: str | None = None,
+        selector: Mapping[str, str] | None = None,
+        taints: Sequence[Taint] = (),
+    ) -> Placement:
+        """A placement with the class's runtimeClass and tolerations from the settings."""
+        device = settings.devices[device_class]
+        return cls(
+            device_class, resource, selector, taints,
+            device.runtime_class_name or None, device.tolerations,
+        )  # fmt: skip
 
 
 def pod_security_context() -> Manifest:
@@ -109,17 +128,19 @@ def _store_env(settings: OperatorSettings) -> tuple[list[Manifest], list[Manifes
     return env, env_from
 
 
-def _schedule(placement: Placement) -> Manifest:
-    """nodeSelector, tolerations, affinity and runtimeClassName of a pod spec."""
+def _schedule(placement: Placement, *, keep_off: Sequence[str]) -> Manifest:
+    """nodeSelector, tolerations, affinity and runtimeClassName of a pod spec; ``keep_off``:
+    keys of labels whose nodes the pod must not run on."""
     spec: Manifest = {}
     if placement.selector:
         spec["nodeSelector"] = dict(placement.selector)
-    if placement.taints:
-        spec["tolerations"] = [t.toleration() for t in placement.taints]
+    tolerations = [t.toleration() for t in placement.taints]
+    tolerations += [dict(t) for t in placement.tolerations if t not in tolerations]
+    if tolerations:
+        spec["tolerations"] = tolerations
     if placement.runtime_class:
         spec["runtimeClassName"] = placement.runtime_class
-    if placement.device_class is DeviceClass.CPU:
-        keep_off = [*ACCELERATOR_LABELS, EDGE_ROLE_LABEL]
+    if keep_off:
         spec["affinity"] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -281,9 +302,13 @@ def job(
     if init:
         pod_spec["initContainers"] = init
     if on_device:
-        pod_spec.update(_schedule(placement))
+        pod_spec.update(
+            _schedule(placement, keep_off=settings.avoided_labels(placement.device_class))
+        )
     else:
-        pod_spec.update(_schedule(Placement(DeviceClass.CPU)))
+        pod_spec.update(
+            _schedule(Placement(DeviceClass.CPU), keep_off=settings.avoided_labels(DeviceClass.CPU))
+        )
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
     return {
@@ -395,7 +420,7 @@ def deployment(
         ),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "resources": resources(
-            base=settings.server_resources,
+            base=settings.devices[placement.device_class].resources,
             device_resource=placement.resource,
             override=spec.device_options.get(placement.device_class).resources,
         ),
@@ -410,7 +435,7 @@ def deployment(
         "containers": [container],
         "volumes": volumes,
         "automountServiceAccountToken": False,
-        **_schedule(placement),
+        **_schedule(placement, keep_off=settings.avoided_labels(placement.device_class)),
     }
     if init:
         pod_spec["initContainers"] = init

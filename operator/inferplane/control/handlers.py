@@ -34,7 +34,7 @@ from inferplane.control import inventory as inventory_mod
 from inferplane.control import kube as kube_mod
 from inferplane.control import naming, observed, planner
 from inferplane.control.inventory import DevicePool, Inventory
-from inferplane.control.settings import OperatorSettings
+from inferplane.control.settings import DEFAULT_DEVICES, OperatorSettings
 
 log = logging.getLogger("inferplane.operator")
 
@@ -85,7 +85,7 @@ class Runtime:
 
     def refresh_inventory(self) -> bool:
         """Rebuild the inventory; True when the device pools changed."""
-        new = Inventory.from_nodes(self.nodes.values())
+        new = Inventory.from_nodes(self.nodes.values(), self.settings.devices)
         changed = _pools_signature(new) != _pools_signature(self.inventory)
         self.inventory = new
         return changed
@@ -294,7 +294,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
     except ValueError:
         previous = None
     model = planner.Model.from_body(body)
-    targets, _ = planner.choose(spec, rt.inventory)
+    targets, _ = planner.choose(spec, rt.inventory, rt.settings.devices)
     seen, hashes = await _observe(rt, model, spec, targets, previous)
     plan = planner.plan(
         model=model,
@@ -435,18 +435,21 @@ async def node_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: A
     else:
         rt.nodes[name] = dict(body)
     after = rt.nodes.get(name)
-    if _node_pool(before) == _node_pool(after):
+    devices = rt.settings.devices
+    if _node_pool(before, devices) == _node_pool(after, devices):
         return  # a heartbeat or a label that does not matter: the pools are the same
     if not rt.inventory_dirty:
         rt.inventory_dirty = True
         asyncio.get_running_loop().call_later(INVENTORY_DEBOUNCE_S, _refresh, rt)
 
 
-def _node_pool(node: Mapping[str, Any] | None) -> DevicePool | None:
+def _node_pool(
+    node: Mapping[str, Any] | None, devices: inventory_mod.Devices = DEFAULT_DEVICES
+) -> DevicePool | None:
     """What one node contributes to the pools (None: nothing)."""
     if node is None or not inventory_mod.usable(node):
         return None
-    return inventory_mod.classify(node)
+    return inventory_mod.classify(node, devices)
 
 
 def _refresh(rt: Runtime) -> None:

@@ -6,34 +6,29 @@ pool is every schedulable, ready node of one device class and one product (GPU p
 feature discovery labels it, Ascend chip as the device plugin labels it), with what the nodes can
 give (devices, or CPU millicores for cpu/edge pools) and the taints a pod must tolerate there.
 
-Classification, from the resources and labels real clusters carry (FACTS.md):
-
-- ``huawei.com/Ascend910*`` allocatable → ascend910, product ``node.kubernetes.io/npu.chip.name``;
-- ``huawei.com/Ascend310P`` / ``huawei.com/Ascend310`` → ascend310, product the SoC version
-  (``Ascend`` + chip name, e.g. ``Ascend310P3``, as ATC's ``--soc_version`` names it);
-- ``nvidia.com/gpu`` → nvidia, product ``nvidia.com/gpu.product``;
-- ``node-role.kubernetes.io/edge`` (KubeEdge) → edge; everything else → cpu.
+Classification follows the per-class table of the operator's settings (``DeviceSettings``: the
+defaults are the resources and labels real clusters carry, FACTS.md; clusters that name them
+otherwise override them). Classes are tried best first (``PREFERENCE``): a node is of a class
+when it carries the class's node selector and offers one of its resources (``*`` matches any
+suffix), if it has any; the product is the value of the class's product label (for ascend310 the
+SoC version, ``Ascend`` + chip name, e.g. ``Ascend310P3``, as ATC's ``--soc_version`` names it).
+A node of no class is cpu.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inferplane.control.settings import DEFAULT_DEVICES, DeviceSettings
 from inferplane.devices import PREFERENCE, DeviceClass
 
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-NPU_CHIP_LABEL = "node.kubernetes.io/npu.chip.name"
-EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
-NVIDIA_RESOURCE = "nvidia.com/gpu"
-ASCEND910_RESOURCE = "huawei.com/Ascend910"
-ASCEND310_RESOURCES = ("huawei.com/Ascend310P", "huawei.com/Ascend310")
+Devices = Mapping[DeviceClass, DeviceSettings]
 CONDITION_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
 """Taints Kubernetes sets for a node's condition (not-ready, unreachable, pressure, cordon):
 never tolerated by server pods, so left out of the pools."""
-ACCELERATOR_LABELS = ("nvidia.com/gpu.present", GPU_PRODUCT_LABEL, NPU_CHIP_LABEL, "accelerator")
-"""Labels that mark accelerator nodes; CPU pools keep off nodes that carry any of them."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +100,18 @@ def usable(node: Mapping[str, Any]) -> bool:
     return True
 
 
-def classify(node: Mapping[str, Any]) -> DevicePool:
+def _offered(names: Iterable[str], allocatable: Mapping[str, Any]) -> str | None:
+    """The first resource name (``*`` matching any suffix) the node has devices of."""
+    for name in names:
+        found = sorted(
+            r for r in allocatable if fnmatch.fnmatchcase(r, name) and _count(allocatable[r]) > 0
+        )
+        if found:
+            return found[0]
+    return None
+
+
+def classify(node: Mapping[str, Any], devices: Devices = DEFAULT_DEVICES) -> DevicePool:
     """The one-node pool a Node belongs to (class, product, what it offers, its taints)."""
     meta = node.get("metadata", {})
     labels: Mapping[str, str] = meta.get("labels") or {}
@@ -117,32 +123,28 @@ def classify(node: Mapping[str, Any]) -> DevicePool:
         and not t["key"].startswith(CONDITION_TAINT_PREFIXES)
     )
     name = str(meta.get("name", ""))
-    chip = labels.get(NPU_CHIP_LABEL)
-    ascend910 = [r for r in allocatable if r.startswith(ASCEND910_RESOURCE)]
-    if ascend910 and _count(allocatable[ascend910[0]]) > 0:
-        resource = ASCEND910_RESOURCE if ASCEND910_RESOURCE in ascend910 else sorted(ascend910)[0]
-        selector = {NPU_CHIP_LABEL: chip} if chip else {}
-        return DevicePool(
-            DeviceClass.ASCEND910, chip, _count(allocatable[resource]), (name,), taints,
-            resource, selector,
-        )  # fmt: skip
-    for resource in ASCEND310_RESOURCES:
-        if _count(allocatable.get(resource, 0)) > 0:
-            selector = {NPU_CHIP_LABEL: chip} if chip else {}
-            return DevicePool(
-                DeviceClass.ASCEND310, _soc_version(chip, resource),
-                _count(allocatable[resource]), (name,), taints, resource, selector,
-            )  # fmt: skip
-    if _count(allocatable.get(NVIDIA_RESOURCE, 0)) > 0:
-        product = labels.get(GPU_PRODUCT_LABEL)
-        selector = {GPU_PRODUCT_LABEL: product} if product else {}
-        return DevicePool(
-            DeviceClass.NVIDIA, product, _count(allocatable[NVIDIA_RESOURCE]), (name,), taints,
-            NVIDIA_RESOURCE, selector,
-        )  # fmt: skip
     cpu = _quantity_milli(allocatable.get("cpu", 0))
-    if EDGE_ROLE_LABEL in labels:
-        return DevicePool(DeviceClass.EDGE, None, cpu, (name,), taints, None, {EDGE_ROLE_LABEL: ""})
+    for device_class in PREFERENCE:
+        device = devices[device_class]
+        if device_class is DeviceClass.CPU or not (device.resource_names or device.node_selector):
+            continue
+        if any(labels.get(k) != v for k, v in device.node_selector.items()):
+            continue
+        selector = dict(device.node_selector)
+        product = labels.get(device.product_label) if device.product_label else None
+        if product:
+            selector[device.product_label] = product
+        if not device.resource_names:
+            return DevicePool(device_class, product, cpu, (name,), taints, None, selector)
+        resource = _offered(device.resource_names, allocatable)
+        if resource is None:
+            continue
+        if device_class is DeviceClass.ASCEND310:
+            product = _soc_version(product, resource)
+        return DevicePool(
+            device_class, product, _count(allocatable[resource]), (name,), taints, resource,
+            selector,
+        )  # fmt: skip
     return DevicePool(DeviceClass.CPU, None, cpu, (name,), taints)
 
 
@@ -159,13 +161,16 @@ class Inventory:
         return cls(tuple(sorted(pools, key=lambda p: (order[p.device_class], p.product or ""))))
 
     @classmethod
-    def from_nodes(cls, nodes: Iterable[Mapping[str, Any]]) -> Inventory:
-        """Group usable Nodes (schedulable, not NotReady) into pools by class and product."""
+    def from_nodes(
+        cls, nodes: Iterable[Mapping[str, Any]], devices: Devices = DEFAULT_DEVICES
+    ) -> Inventory:
+        """Group usable Nodes (schedulable, not NotReady) into pools by class and product, as
+        ``devices`` (the operator settings' table) recognises them."""
         merged: dict[tuple[DeviceClass, str | None], DevicePool] = {}
         for node in nodes:
             if not usable(node):
                 continue
-            one = classify(node)
+            one = classify(node, devices)
             key = (one.device_class, one.product)
             seen = merged.get(key)
             if seen is None:

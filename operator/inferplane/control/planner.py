@@ -31,9 +31,9 @@ from inferplane.api import v1alpha1
 from inferplane.artifacts.manifest import TargetOptions, artifact_key
 from inferplane.control import builders, naming
 from inferplane.control import status as status_mod
-from inferplane.control.inventory import DevicePool, Inventory, Taint
+from inferplane.control.inventory import DevicePool, Devices, Inventory, Taint
 from inferplane.control.observed import Artifact, JobPhase, Observed
-from inferplane.control.settings import OperatorSettings
+from inferplane.control.settings import DEFAULT_DEVICES, OperatorSettings
 from inferplane.devices import PROFILES, ArtifactFormat, BackendName, DeviceClass
 
 Manifest = dict[str, Any]
@@ -103,13 +103,18 @@ def _merge(pools: Sequence[DevicePool]) -> tuple[str | None, Mapping[str, str], 
 
 
 def _targets_of_class(
-    spec: v1alpha1.InferenceModelSpec, inventory: Inventory, device_class: DeviceClass, why: str
+    spec: v1alpha1.InferenceModelSpec,
+    inventory: Inventory,
+    device_class: DeviceClass,
+    why: str,
+    devices: Devices,
 ) -> tuple[list[Target], str | None]:
     """The targets of one class, or none and the reason it cannot serve."""
     profile = PROFILES[device_class]
     pools = inventory.pools_of(device_class)
     if not pools:
-        offered = f"no node offers {profile.resources[0]}" if profile.resources else "no node"
+        names = devices[device_class].resource_names
+        offered = f"no node offers {names[0]}" if names else "no node"
         return [], f"{device_class} has no capacity ({offered})"
     fmt = _format_for(device_class, spec.source.format)
     if fmt is None:
@@ -144,16 +149,19 @@ def _targets_of_class(
 
 
 def choose(
-    spec: v1alpha1.InferenceModelSpec, inventory: Inventory
+    spec: v1alpha1.InferenceModelSpec, inventory: Inventory, devices: Devices = DEFAULT_DEVICES
 ) -> tuple[list[Target], list[str]]:
-    """Targets best first, and the reasons each class passed over was passed over."""
+    """Targets best first, and the reasons each class passed over was passed over (naming the
+    resources ``devices``, the settings' table the inventory was built with, looks for)."""
     skipped: list[str] = []
     if spec.auto:
         targets: list[Target] = []
         for device_class in spec.device_classes():
             if not inventory.pools_of(device_class):
                 continue
-            found, why_not = _targets_of_class(spec, inventory, device_class, "auto: present")
+            found, why_not = _targets_of_class(
+                spec, inventory, device_class, "auto: present", devices
+            )
             targets += found
             if why_not:
                 skipped.append(why_not)
@@ -164,7 +172,7 @@ def choose(
             if not skipped
             else f"fallback to {device_class}: " + "; ".join(skipped)
         )
-        found, why_not = _targets_of_class(spec, inventory, device_class, reason)
+        found, why_not = _targets_of_class(spec, inventory, device_class, reason, devices)
         if found:
             return found, skipped
         if why_not:
@@ -172,9 +180,11 @@ def choose(
     return [], skipped
 
 
-def choose_targets(spec: v1alpha1.InferenceModelSpec, inventory: Inventory) -> list[Target]:
+def choose_targets(
+    spec: v1alpha1.InferenceModelSpec, inventory: Inventory, devices: Devices = DEFAULT_DEVICES
+) -> list[Target]:
     """The device targets to serve, best first; PlanError when none can (saying why)."""
-    targets, skipped = choose(spec, inventory)
+    targets, skipped = choose(spec, inventory, devices)
     if not targets:
         why = "; ".join(skipped) or "the cluster offers no device class"
         raise errors.PlanError(f"no device can serve this model: {why}")
@@ -353,12 +363,12 @@ def _plan_target(
     )
     work = _Work(status)
     label = target.label
-    placement = builders.Placement(
+    placement = builders.Placement.of_class(
         target.device_class,
-        target.resource,
-        target.selector,
-        target.taints,
-        settings.runtime_classes.get(target.device_class.value),
+        settings,
+        resource=target.resource,
+        selector=target.selector,
+        taints=target.taints,
     )
     if artifact is None:
         if state is None or (state.phase is JobPhase.RUNNING and not _owns(state.owners, model)):
@@ -472,7 +482,7 @@ def plan(
     now: datetime,
 ) -> Plan:
     """Everything to do for one InferenceModel, and the status that results."""
-    targets, skipped = choose(spec, inventory)
+    targets, skipped = choose(spec, inventory, settings.devices)
     before = _previous(previous)
     works: list[_Work] = []
     for target in targets:

@@ -8,15 +8,98 @@ reads the environment later. Mappings and lists are JSON in the environment, e.g
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inferplane import __version__
-from inferplane.devices import ArtifactFormat, BackendName, DeviceClass
+from inferplane.devices import PROFILES, ArtifactFormat, BackendName, DeviceClass
 
 DEFAULT_REGISTRY = "ghcr.io/inferplane"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+"""GPU feature discovery's label with the GPU model (A100-SXM4-40GB, T4)."""
+NPU_CHIP_LABEL = "node.kubernetes.io/npu.chip.name"
+"""The Ascend device plugin's label with the NPU chip (910B, 310P3)."""
+EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
+"""KubeEdge's role label on edge nodes (value empty)."""
+CPU_AVOID_LABELS = (
+    "nvidia.com/gpu.present",
+    GPU_PRODUCT_LABEL,
+    NPU_CHIP_LABEL,
+    "accelerator",
+    EDGE_ROLE_LABEL,
+)
+"""Labels of accelerator and edge nodes, which cpu pods keep off."""
+DEFAULT_SERVER_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "500m", "memory": "512Mi"},
+    "limits": {"memory": "2Gi"},
+}
+
+
+class DeviceSettings(BaseModel):
+    """How the cluster shows one device class, and what its server pods get.
+
+    JSON keys are camelCase, as the chart's ``devices.<class>`` values name them.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+    resource_names: tuple[str, ...] = ()
+    """Extended resources that carry the class, preferred first; ``*`` matches any suffix
+    (virtual NPU slices ``huawei.com/Ascend910-4c``). A node offering one is of this class and a
+    server pod requests one of it. Empty: the class has no device resource (cpu, edge)."""
+    product_label: str = ""
+    """Node label whose value names the product (GPU model, NPU chip): pools are split by it and
+    pods select it. Empty: no products."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Labels a node must carry to be of this class; pods get them as their nodeSelector."""
+    avoid_labels: tuple[str, ...] = ()
+    """Keys of labels whose nodes the class's pods keep off (cpu pods also keep off every
+    other class's product label and node selector)."""
+    runtime_class_name: str = ""
+    """runtimeClassName of server pods (and of conversion Jobs on the device); empty: none."""
+    tolerations: tuple[dict[str, Any], ...] = ()
+    """Tolerations server pods (and conversion Jobs on the device) get besides those of the
+    pool's node taints."""
+    resources: dict[str, Any] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_SERVER_RESOURCES.items()}
+    )
+    """Default server container resources; the device resource is added and
+    spec.deviceOptions.<class>.resources overrides."""
+    images: dict[BackendName, str] = Field(default_factory=dict)
+    """Server image per backend; a backend not listed uses the tool's image (``SERVER_IMAGE``)."""
+
+
+def _image(name: str, variant: str = "") -> str:
+    return f"{DEFAULT_REGISTRY}/{name}:{__version__}{'-' + variant if variant else ''}"
+
+
+DEFAULT_DEVICES: dict[DeviceClass, DeviceSettings] = {
+    DeviceClass.ASCEND910: DeviceSettings(
+        resource_names=(*PROFILES[DeviceClass.ASCEND910].resources, "huawei.com/Ascend910*"),
+        product_label=NPU_CHIP_LABEL,
+        images={BackendName.MINDSPORE: _image("mindspore", "ascend")},
+    ),
+    DeviceClass.ASCEND310: DeviceSettings(
+        resource_names=PROFILES[DeviceClass.ASCEND310].resources,
+        product_label=NPU_CHIP_LABEL,
+    ),
+    DeviceClass.NVIDIA: DeviceSettings(
+        resource_names=PROFILES[DeviceClass.NVIDIA].resources,
+        product_label=GPU_PRODUCT_LABEL,
+        runtime_class_name="nvidia",
+    ),
+    DeviceClass.CPU: DeviceSettings(avoid_labels=CPU_AVOID_LABELS),
+    DeviceClass.EDGE: DeviceSettings(node_selector={EDGE_ROLE_LABEL: ""}),
+}
+"""Today's device plugins and labels (FACTS.md); the GPU operator creates RuntimeClass nvidia.
+Only ascend910 names its own image (MindSpore's ascend variant): the other classes serve from the
+tool images (``image_*``), so overriding one of those still reaches the servers."""
 
 
 class OperatorSettings(BaseSettings):
@@ -27,8 +110,9 @@ class OperatorSettings(BaseSettings):
     # --- images --------------------------------------------------------------------------------
     image_cpu: str = f"{DEFAULT_REGISTRY}/cpu:{__version__}"
     """Server image for ONNX Runtime on CPU (runtime-images/cpu)."""
-    image_mindspore: str = f"{DEFAULT_REGISTRY}/mindspore:{__version__}"
-    """MindSpore image: checkpoint export (ONNX, MindIR, AIR) and the mindspore backend."""
+    image_mindspore: str = _image("mindspore", "cpu")
+    """MindSpore image, cpu variant: checkpoint export (ONNX, MindIR, AIR) Jobs and the mindspore
+    backend on cpu; ascend910 serves from the ascend variant (``devices``)."""
     image_nvidia: str = f"{DEFAULT_REGISTRY}/nvidia:{__version__}"
     """TensorRT + trtexec + ONNX Runtime CUDA: engine builds and the nvidia servers."""
     image_ascend: str = f"{DEFAULT_REGISTRY}/ascend:{__version__}"
@@ -71,16 +155,11 @@ class OperatorSettings(BaseSettings):
     # --- serving -------------------------------------------------------------------------------
     server_port: int = Field(default=8080, ge=1, le=65535)
     """Container port of the V2 REST API (and /metrics)."""
-    server_resources: dict[str, Any] = Field(
-        default_factory=lambda: {
-            "requests": {"cpu": "500m", "memory": "512Mi"},
-            "limits": {"memory": "2Gi"},
-        }
+    devices: dict[DeviceClass, DeviceSettings] = Field(
+        default_factory=lambda: dict(DEFAULT_DEVICES)
     )
-    """Default resources of server containers; the device resource is added per class and
-    spec.deviceOptions.<class>.resources overrides."""
-    runtime_classes: dict[str, str] = Field(default_factory=lambda: {"nvidia": "nvidia"})
-    """runtimeClassName per device class (the GPU operator creates RuntimeClass nvidia)."""
+    """Per device class (``INFERPLANE_DEVICES``, JSON): resource names, labels, server
+    resources, runtimeClass, tolerations, images. A class or field left out keeps its default."""
     cluster_domain: str = "cluster.local"
     """DNS domain of the cluster, for status.url."""
 
@@ -94,6 +173,25 @@ class OperatorSettings(BaseSettings):
     replicas with equal priorities would all pause."""
     log_level: str = "info"
     """Log level of the operator (debug, info, warning, error)."""
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """Each given class's fields over that class's defaults; absent classes keep theirs."""
+        if not isinstance(value, Mapping):
+            return value
+        merged: dict[Any, Any] = {
+            c: d.model_dump(by_alias=True) for c, d in DEFAULT_DEVICES.items()
+        }
+        for name, given in value.items():
+            key = DeviceClass(name) if name in {c.value for c in DeviceClass} else name
+            if isinstance(given, DeviceSettings):
+                merged[key] = given
+            elif isinstance(given, Mapping):
+                merged[key] = {**merged.get(key, {}), **given}
+            else:
+                merged[key] = given
+        return merged
 
     def image(self, name: str) -> str:
         """The image of ``runtime-images/<name>``."""
@@ -111,10 +209,23 @@ class OperatorSettings(BaseSettings):
         return self.image(CONVERSION_IMAGE[target])
 
     def server_image(self, device_class: DeviceClass, backend: BackendName) -> str:
-        """The image with ``backend`` for ``device_class``."""
+        """The image with ``backend`` for ``device_class``: the class's own, else the tool's."""
+        own = self.devices[device_class].images.get(backend)
+        if own:
+            return own
         if backend is BackendName.ONNXRUNTIME:
             return self.image("nvidia" if device_class is DeviceClass.NVIDIA else "cpu")
         return self.image(SERVER_IMAGE[backend])
+
+    def avoided_labels(self, device_class: DeviceClass) -> list[str]:
+        """Label keys of nodes the class's pods keep off: its ``avoid_labels``, and for cpu
+        every label another class is recognised or selected by."""
+        keys = list(self.devices[device_class].avoid_labels)
+        if device_class is DeviceClass.CPU:
+            for other, device in self.devices.items():
+                if other is not DeviceClass.CPU:
+                    keys += [device.product_label, *device.node_selector]
+        return [k for k in dict.fromkeys(keys) if k]
 
 
 CONVERSION_IMAGE: dict[ArtifactFormat, str] = {
