@@ -44,11 +44,7 @@ class AclBackend:
             import acl
         except ImportError:
             raise errors.RuntimeMissing("acl", "pyACL (CANN toolkit)", "ascend") from None
-        if not self._model.inputs or not self._model.outputs:
-            raise errors.SpecError(
-                f"{self._model.path}: an OM model is served from its artifact "
-                "directory, whose manifest states its inputs and outputs"
-            )
+        self._model.require_signature("an OM")
         self._acl = acl
         _ok(acl.init(), "init")
         _ok(acl.rt.set_device(self._device_id), "rt.set_device")

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from inferplane import errors
 from inferplane.api.tensors import TensorSpec
 from inferplane.devices import DeviceClass
 
@@ -27,6 +28,14 @@ class ModelFiles:
     """``module:callable`` building the ``nn.Cell`` a checkpoint's weights load into."""
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
+
+    def require_signature(self, kind: str) -> None:
+        """For formats whose file does not state its signature (OM, .ms): the manifest must."""
+        if not self.inputs or not self.outputs:
+            raise errors.SpecError(
+                f"{self.path}: {kind} model is served from its artifact directory, "
+                "whose manifest states its inputs and outputs"
+            )
 
 
 class Backend(Protocol):

@@ -30,11 +30,7 @@ class MindSporeLiteBackend:
             import mindspore_lite as mslite
         except ImportError:
             raise errors.RuntimeMissing("mslite", "mindspore_lite", "edge") from None
-        if not self._model.inputs or not self._model.outputs:
-            raise errors.SpecError(
-                f"{self._model.path}: a .ms model is served from its artifact "
-                "directory, whose manifest states its inputs and outputs"
-            )
+        self._model.require_signature("a .ms")
         context = mslite.Context()
         context.target = ["cpu"]
         self._net = mslite.Model()
