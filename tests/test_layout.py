@@ -53,3 +53,12 @@ def test_crd_and_serve_need_no_kopf() -> None:
         "sys.exit(1 if 'kopf' in sys.modules else 0)"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_crd_needs_neither_kopf_nor_the_server_stack() -> None:
+    code = (
+        "import sys; from inferplane.api import crd; crd.render_yaml();"
+        "loaded = {'kopf', 'uvicorn', 'onnxruntime', 'mindspore'} & set(sys.modules);"
+        "sys.exit(f'crd imported {loaded}' if loaded else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
