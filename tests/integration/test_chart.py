@@ -20,8 +20,12 @@ from typing import Any
 
 import pytest
 import yaml
+from tests import models
 from tests.charts.chart import CHART, S3_VALUES, merge, restricted_violations, write_values
 from tests.cluster.handle import Cluster
+from tests.e2e import operator_process
+
+from inferplane.artifacts.manifest import sha256_file
 
 PLANTED = "planted-secret-8d1f0c2a"
 """A store credential that must never show up outside its Secret."""
@@ -367,6 +371,8 @@ def test_operator_runs_as_the_chart_service_account(
             + ")",
         )
         assert process.poll() is None, log.read_text()
+        serve_converted_model(cluster, other_namespace, tmp_path, env["INFERPLANE_STORE"])
+        assert process.poll() is None, log.read_text()
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -390,3 +396,50 @@ def test_operator_runs_as_the_chart_service_account(
         for c in pod.get("initContainers", []) + pod["containers"]:
             assert {"secretRef": {"name": SECRET_NAME}} in c.get("envFrom", []), c["name"]
             assert not any(SECRET_NAME in arg for arg in c.get("args", []) + c.get("command", []))
+
+
+SERVING_KINDS = ("deployments", "services", "horizontalpodautoscalers", "poddisruptionbudgets")
+
+
+def serve_converted_model(cluster: Cluster, namespace: str, tmp_path: Path, store: str) -> None:
+    """The rest of the operator's path as the chart's identity: a model whose artifact the real
+    converter already published goes to serving (Deployment, Services, HPA, PDB; pods admitted
+    under `restricted`), becomes Ready, and its deletion takes every child with it."""
+    source = models.mlp_onnx(tmp_path / "mlp.onnx")
+    subprocess.run(
+        [sys.executable, "-m", "inferplane", "convert", "--source", str(source),
+         "--format", "onnx", "--to", "onnx", "--store", store],
+        check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    cluster.apply(
+        {
+            "apiVersion": "inferplane.io/v1alpha1",
+            "kind": "InferenceModel",
+            "metadata": {"name": "served", "namespace": namespace},
+            "spec": {
+                "source": {
+                    "uri": "s3://models/mlp.onnx",
+                    "format": "onnx",
+                    "sha256": sha256_file(source),
+                },
+                "devices": ["cpu"],
+            },
+        }
+    )
+    operator_process.wait_phase(cluster, namespace, "served", "Ready", timeout=120)
+    selector = "app.kubernetes.io/instance=served"
+
+    def children() -> dict[str, list[str]]:
+        return {
+            kind: cluster.kubectl(
+                "get", kind, "-n", namespace, "-l", selector, "-o", "name"
+            ).stdout.split()
+            for kind in SERVING_KINDS
+        }
+
+    made = children()
+    assert all(made.values()), made
+    cluster.kubectl("delete", "inferencemodel", "served", "-n", namespace, "--wait=true")
+    cluster.wait_until(
+        lambda: not any(children().values()), timeout=90, what="the served model's children to go"
+    )
