@@ -423,6 +423,7 @@ def serve_converted_model(cluster: Cluster, namespace: str, tmp_path: Path, stor
                     "sha256": sha256_file(source),
                 },
                 "devices": ["cpu"],
+                "replicas": {"min": 1, "max": 3},  # an HPA only when it may scale
             },
         }
     )
