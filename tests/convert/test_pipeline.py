@@ -342,3 +342,35 @@ def test_large_result_is_summarised_for_the_termination_log(
     assert artifact is not None and artifact.key == manifest.key
     assert artifact.verification is not None
     assert artifact.verification.max_abs_error == manifest.verification.max_abs_error
+
+
+def test_converter_and_operator_agree_on_a_checkpoints_key(
+    tmp_path: Path, lenet_checkpoint: Path, lenet_code: Path
+) -> None:
+    """The store key the converter publishes under is the one the operator's planner computes
+    from the spec (source sha256 + target options + the checkpoint's network and signature)."""
+    from inferplane.api import v1alpha1
+    from inferplane.control import planner
+    from inferplane.control.inventory import DevicePool, Inventory
+    from inferplane.devices import DeviceClass
+
+    result = pipeline.convert(
+        request(lenet_checkpoint, tmp_path / "store", lenet_code), reporter=progress.Silent()
+    )
+    spec = v1alpha1.validate_spec(
+        {
+            "source": {
+                "uri": "s3://models/lenet.ckpt",
+                "format": "mindspore-checkpoint",
+                "network": "network:lenet5",
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1, 32, 32]}],
+                "sha256": sha256_file(lenet_checkpoint),
+            },
+            "devices": ["cpu"],
+        }
+    )
+    cpu = Inventory.from_pools([DevicePool(DeviceClass.CPU, allocatable=4000, nodes=("n",))])
+    (target,) = planner.choose_targets(spec, cpu)
+    assert planner.known_key(spec, planner.target_options(spec, target)) == result.manifest.key
+    assert result.manifest.target.network == "network:lenet5"
+    assert result.manifest.target.inputs == ("x:-1,1,32,32:FP32",)

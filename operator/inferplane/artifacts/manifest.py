@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +57,10 @@ class TargetOptions(_Model):
     precision: str = "fp32"
     batch: tuple[int, int, int] | None = None
     """min, opt, max batch of a dynamic-shape profile (TensorRT, OM)."""
+    network: str | None = None
+    """For a checkpoint source: the ``module:callable`` its graph was built from."""
+    inputs: tuple[str, ...] = ()
+    """For a checkpoint source: the input signature it was exported with (``name:shape:TYPE``)."""
 
 
 class ToolInfo(_Model):
@@ -128,6 +134,17 @@ class ArtifactManifest(_Model):
             raise errors.StoreError(f"{directory}: no {MANIFEST_NAME}; not an artifact") from None
         except ValueError as exc:
             raise errors.StoreError(f"{path}: invalid artifact manifest: {exc}") from None
+
+
+def checkpoint_graph(
+    source_format: ArtifactFormat, network: str | None, inputs: Iterable[TensorSpec]
+) -> dict[str, Any]:
+    """The ``TargetOptions`` fields that make a checkpoint's graph: a checkpoint holds only
+    weights, so the same file exported through other code or another signature is another
+    artifact. ONNX, MindIR and AIR sources carry their graph: nothing to add."""
+    if source_format is not ArtifactFormat.MINDSPORE_CHECKPOINT:
+        return {}
+    return {"network": network, "inputs": tuple(str(spec) for spec in inputs)}
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:

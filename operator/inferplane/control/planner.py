@@ -28,7 +28,7 @@ from typing import Any
 
 from inferplane import errors
 from inferplane.api import v1alpha1
-from inferplane.artifacts.manifest import TargetOptions, artifact_key
+from inferplane.artifacts.manifest import TargetOptions, artifact_key, checkpoint_graph
 from inferplane.control import builders, naming
 from inferplane.control import status as status_mod
 from inferplane.control.inventory import DevicePool, Devices, Inventory, Taint
@@ -209,6 +209,7 @@ def target_options(spec: v1alpha1.InferenceModelSpec, target: Target) -> TargetO
         product=target.product,
         precision=target.precision,
         batch=batch_profile(spec, target.format),
+        **checkpoint_graph(spec.source.format, spec.source.network, spec.source.inputs),
     )
 
 

@@ -34,6 +34,7 @@ from inferplane.artifacts.manifest import (
     ToolInfo,
     Verification,
     artifact_key,
+    checkpoint_graph,
     sha256_file,
 )
 from inferplane.convert import progress, tools
@@ -408,6 +409,7 @@ def convert(
             product=req.device_spec,
             precision=req.precision,
             batch=batch,
+            **checkpoint_graph(req.source_format, req.network, req.inputs),
         )
         key = artifact_key(file_sha, options)
         with rep.step("store lookup"):
