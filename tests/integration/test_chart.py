@@ -24,6 +24,7 @@ from tests import models
 from tests.charts.chart import CHART, S3_VALUES, merge, restricted_violations, write_values
 from tests.cluster.handle import Cluster
 from tests.e2e import operator_process
+from tests.integration.chart_identity import helm, service_account_kubeconfig
 
 from inferplane.artifacts.manifest import sha256_file
 
@@ -31,19 +32,6 @@ PLANTED = "planted-secret-8d1f0c2a"
 """A store credential that must never show up outside its Secret."""
 
 SECRET_NAME = S3_VALUES["store"]["s3"]["credentialsSecret"]
-
-
-def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(cluster.bin("helm")), "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=cluster.env,
-    )
-    if check:
-        assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}{result.stderr}"
-    return result
 
 
 def can_i(cluster: Cluster, account: str, verb: str, resource: str, *args: str) -> bool:
@@ -265,31 +253,6 @@ def test_install_rbac_upgrade_uninstall(
             left = cluster.kubectl("get", kind, "-n", ns_name, "-l", selector, "-o", "name")
             assert left.stdout.strip() == "", f"{kind} left in {ns_name}: {left.stdout}"
     assert cluster.get("crd", "inferencemodels.inferplane.io")
-
-
-def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as ``account`` with a token from the TokenRequest API."""
-    token = cluster.kubectl(
-        "create", "token", account, "-n", namespace, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = {c["name"]: c["context"] for c in admin["contexts"]}[admin["current-context"]]
-    server = {c["name"]: c["cluster"] for c in admin["clusters"]}[context["cluster"]]
-    server = dict(server)
-    if "certificate-authority" in server:
-        server["certificate-authority"] = str(
-            (cluster.kubeconfig.parent / server["certificate-authority"]).resolve()
-        )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": server}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.mark.parametrize("mode", ["namespaced", "cluster-wide"])

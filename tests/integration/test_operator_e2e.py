@@ -15,7 +15,9 @@ listens on 127.0.0.1 and a free port instead of the pod's own network namespace.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,6 +30,7 @@ import numpy as np
 import pytest
 from tests.cluster import handle
 from tests.e2e import operator_process as op
+from tests.integration.chart_identity import chart_operator_identity
 
 ROOT = Path(__file__).resolve().parents[2]
 LENET_DIR = ROOT / "examples" / "lenet"
@@ -58,17 +61,24 @@ def _option(argv: list[str], name: str, value: str) -> list[str]:
     return out
 
 
-@pytest.fixture
-def operator(cluster: handle.Cluster, tmp_path: Path) -> Iterator[op.Operator]:
+@pytest.fixture(params=["admin", "chart-service-account"])
+def operator(
+    request: pytest.FixtureRequest, cluster: handle.Cluster, namespace: str, tmp_path: Path
+) -> Iterator[op.Operator]:
+    """The operator as the cluster's admin, and as the ServiceAccount the Helm chart creates
+    (with the chart's RBAC and nothing more): the same end-to-end path must pass as both."""
     op.install_crd(cluster)
-    process = op.Operator(
-        cluster, store=f"file://{tmp_path / 'store'}", log=tmp_path / "operator.log"
-    )
-    process.start()
-    try:
+    with contextlib.ExitStack() as stack:
+        identity: dict[str, str] = {}
+        if request.param == "chart-service-account":
+            kubeconfig = stack.enter_context(chart_operator_identity(cluster, namespace, tmp_path))
+            identity["KUBECONFIG"] = str(kubeconfig)
+        process = op.Operator(
+            cluster, store=f"file://{tmp_path / 'store'}", log=tmp_path / "operator.log", **identity
+        )
+        process.start()
+        stack.callback(process.stop)
         yield process
-    finally:
-        process.stop()
 
 
 def _reference(checkpoint: Path, x: np.ndarray) -> np.ndarray:
@@ -169,9 +179,17 @@ def test_lenet_end_to_end(
     np.testing.assert_allclose(y, _reference(checkpoint, x), atol=1e-4)
 
     cluster.kubectl("delete", "inferencemodel", "lenet", "-n", namespace)
-    kinds = "deployments,services,pdb,jobs"
+    kinds = "deployments,services,pdb,hpa,jobs"
+    selector = "app.kubernetes.io/managed-by=inferplane"  # not the chart's own objects
+    owned = ("get", kinds, "-n", namespace, "-l", selector, "-o", "name")
     handle.wait_until(
-        lambda: cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.strip() == "",
+        lambda: cluster.kubectl(*owned).stdout.strip() == "",
         timeout=60,
         what="everything owned by the model to be gone",
     )
+    # As the chart's ServiceAccount, an RBAC refusal reads `User "system:serviceaccount:..."
+    # cannot <verb> resource ...`: the chart's RBAC must have been enough for the whole path.
+    refusals = re.findall(
+        r'User "system:serviceaccount:[^"]+" cannot [^"\n]*', operator.log.read_text()
+    )
+    assert not refusals, sorted(set(refusals))
