@@ -14,6 +14,8 @@ from tests.cluster.profile import KWOK_ANNOTATION
 
 STAGES = Path(__file__).resolve().parent / "stages.yaml"
 SERVICE_CIDR = "10.0.0.0/24"
+API_CLIENT_LIMITS = ("--kube-api-qps=300", "--kube-api-burst=600")
+"""Client rate limits of the controller manager and the scheduler (defaults 20/30 and 50/100)."""
 
 KWOK_CONFIGURATION: dict[str, Any] = {
     "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -132,6 +134,10 @@ def argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             # kwok renews node leases every 50 s (lease duration 200 s): give it room.
             "--node-monitor-grace-period=240s",
+            # The default client limit (20 requests/s per controller) is sized for small
+            # clusters; at 1000 nodes the deployment and replicaset controllers queue behind it,
+            # as they do in real large clusters until operators raise it.
+            *API_CLIENT_LIMITS,
             "--profiling=false",
             "--v=1",
         ]
@@ -144,6 +150,7 @@ def argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list
             "--bind-address=127.0.0.1",
             f"--secure-port={ports['kube-scheduler']}",
             "--leader-elect=false",
+            *API_CLIENT_LIMITS,
             "--profiling=false",
             "--v=1",
         ]
