@@ -212,7 +212,13 @@ def test_restart_mid_conversion_converges_without_duplicates(
     )
     assert len(cluster.get("jobs", namespace=namespace)) == 2
     _release_all(cluster, namespace, 2)
-    op.wait_phase(cluster, namespace, "twice", "Deploying", timeout=60)
+    # Restart as soon as the rollout has begun (the pools' Deployments exist); simulated pods
+    # may turn Ready within a second, so waiting for the transient Deploying phase would race.
+    handle.wait_until(
+        lambda: len(cluster.get("deployments", namespace=namespace)) == 2,
+        timeout=60,
+        what="the rollout to begin",
+    )
     operator.stop()
     operator.start()
     op.wait_phase(cluster, namespace, "twice", "Ready", timeout=60)
