@@ -70,9 +70,14 @@ class Runtime:
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     inventory_dirty: bool = False
-    rollouts: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    """Last seen rollout state of each server Deployment: other changes wake no model."""
     reconciles: int = 0
+    _store: store_mod.Store | None = None
+
+    def store(self) -> store_mod.Store:
+        """The artifact store, opened once (an s3 store holds one client for every lookup)."""
+        if self._store is None:
+            self._store = store_mod.open_store(self.settings.store)
+        return self._store
 
     def enqueue(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -121,7 +126,7 @@ async def _lookup_artifacts(
     wanted = [k for k in keys if k]
     if not wanted:
         return {}
-    store = store_mod.open_store(rt.settings.store)
+    store = rt.store()
     found = {}
     for key in wanted:
         try:
@@ -153,15 +158,10 @@ async def _result_from_log(rt: Runtime, pod: dict[str, Any]) -> None:
             continue
         result = observed.result_from_log(log_text)
         if result is not None:
-            terminated["message"] = json.dumps({"key": result.key, "sha256": result.sha256})
+            message: dict[str, Any] = {"key": result.key, "sha256": result.sha256}
             if result.verification is not None:
-                terminated["message"] = json.dumps(
-                    {
-                        "key": result.key,
-                        "sha256": result.sha256,
-                        "verification": result.verification.model_dump(mode="json"),
-                    }
-                )
+                message["verification"] = result.verification.model_dump(mode="json")
+            terminated["message"] = json.dumps(message)
 
 
 async def _observe(
@@ -258,6 +258,8 @@ async def _invalid(rt: Runtime, body: Mapping[str, Any], problem: str) -> None:
     """A spec the API server let through but the models reject: Failed, once, no retries."""
     meta = body["metadata"]
     old = body.get("status") or {}
+    if old.get("phase") == "Failed" and old.get("observedGeneration") == meta.get("generation"):
+        return
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     condition = {
         "type": "Ready", "status": "False", "reason": "InvalidSpec", "message": problem,
@@ -268,8 +270,6 @@ async def _invalid(rt: Runtime, body: Mapping[str, Any], problem: str) -> None:
         "conditions": [condition],
         "observedGeneration": meta.get("generation"),
     }
-    if old.get("phase") == "Failed" and old.get("observedGeneration") == meta.get("generation"):
-        return
     await rt.kube.patch_status(
         v1alpha1.API_VERSION, v1alpha1.KIND, meta["name"], namespace=meta["namespace"],
         status=_status_patch(old, new),

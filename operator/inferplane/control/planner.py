@@ -19,7 +19,6 @@ Choosing targets:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -227,7 +226,7 @@ def conversion_id(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> 
         "verification": spec.verification.model_dump(mode="json"),
     }
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return naming.digest(text, 16)
 
 
 def known_key(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> str | None:

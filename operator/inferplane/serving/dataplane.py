@@ -55,7 +55,6 @@ class DataPlane:
         self._specs: dict[str, TensorSpec] = {}
         self._outputs: set[str] = set()
         self._executor: ThreadPoolExecutor | None = None
-        self._warm = False
         self._layouts: dict[bytes, tuple[int, protocol.InferRequest, int]] = {}
         """Binary requests by JSON header: a client sends the same header again and again."""
 
@@ -78,12 +77,9 @@ class DataPlane:
             and all(s.dynamic_batch for s in inputs)
             and _splits_rows(backend, inputs)
         )
-        self._warm = True
 
     def attach(self, backend: Backend, *, load_seconds: float) -> None:
         """Make a loaded, warmed-up backend live (on the event loop: it starts the batcher)."""
-        if not self._warm:
-            self.warm_up(backend)
         inputs = backend.inputs
         self._specs = {s.name: s for s in inputs}
         self._outputs = {s.name for s in backend.outputs}
@@ -168,10 +164,10 @@ class DataPlane:
                 raise errors.ProtocolError(
                     f"unknown input '{name}' (the model takes {', '.join(specs)})"
                 )
-            if _DATATYPES[array.dtype.kind, array.dtype.itemsize] != spec.datatype.value:
+            got = _DATATYPES[array.dtype.kind, array.dtype.itemsize]
+            if got != spec.datatype.value:
                 raise errors.ProtocolError(
-                    f"input '{name}': datatype {_DATATYPES[array.dtype.kind, array.dtype.itemsize]}"
-                    f", the model takes {spec.datatype.value}"
+                    f"input '{name}': datatype {got}, the model takes {spec.datatype.value}"
                 )
             shape = array.shape
             if len(shape) != len(spec.shape) or any(
@@ -194,19 +190,7 @@ class DataPlane:
 
 
 _DATATYPES: dict[tuple[str, int], str] = {
-    ("b", 1): "BOOL",
-    ("u", 1): "UINT8",
-    ("u", 2): "UINT16",
-    ("u", 4): "UINT32",
-    ("u", 8): "UINT64",
-    ("i", 1): "INT8",
-    ("i", 2): "INT16",
-    ("i", 4): "INT32",
-    ("i", 8): "INT64",
-    ("f", 2): "FP16",
-    ("f", 4): "FP32",
-    ("f", 8): "FP64",
-    ("O", 8): "BYTES",
+    (dtype.kind, dtype.itemsize): name for name, dtype in codecs.DTYPES.items()
 }
 """(numpy kind, itemsize) -> V2 datatype; a dict lookup is cheaper than hashing a dtype."""
 
