@@ -243,15 +243,17 @@ def _build(
 
         with rep.step("import mindspore"):
             used.append(ToolInfo(name="mindspore", version=export.version()))
+        entry = req.network or ""
         with rep.step("load checkpoint"):
-            factory = export.load_factory(req.network or "", extra_path=code_dir)
+            factory = export.load_factory(entry, extra_path=code_dir)
             params = export.load_checkpoint(model)
-            net = export.build(factory, params, checkpoint=model, entry=req.network or "")
-            reference = export.network_runner(net)
-            outputs = _outputs_from(reference, inputs)
 
-        def fresh() -> Any:
-            return export.build(factory, params, checkpoint=model, entry=req.network or "")
+            def fresh() -> Any:
+                """A new network per use: MindSpore reuses a cached graph for the same Cell."""
+                return export.build(factory, params, checkpoint=model, entry=entry)
+
+            reference = export.network_runner(fresh())
+            outputs = _outputs_from(reference, inputs)
 
         if target in (F.ONNX, F.OM, F.TENSORRT):
             intermediate = dest if target is F.ONNX else work / "model.onnx"
@@ -402,7 +404,8 @@ def convert(
         work = Path(tmp)
         with rep.step("fetch source"):
             fetched, model, code_dir = _resolve_source(req, work)
-            file_sha = sha256_file(fetched)
+            # fetch_source has checked an expected digest already: no second read of the file.
+            file_sha = req.source_sha256.lower() if req.source_sha256 else sha256_file(fetched)
         options = TargetOptions(
             format=req.target,
             device_class=device_class,
