@@ -126,6 +126,10 @@ def serve(**options: Any) -> None:
 @_friendly
 def convert(**options: Any) -> None:
     """Convert a model into a device's format, verify it, and publish it to the store."""
+    from inferplane.convert import hit, progress
+
+    if hit.answer(options, progress.Reporter()):
+        return
     from inferplane.convert import pipeline
 
     pipeline.main(**options)

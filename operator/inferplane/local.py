@@ -28,7 +28,7 @@ from types import FrameType
 
 from inferplane import errors
 from inferplane.api import v1alpha1
-from inferplane.artifacts import store as store_mod
+from inferplane.artifacts import uris
 from inferplane.control import planner
 from inferplane.control.inventory import DevicePool, Inventory
 from inferplane.convert import pipeline, progress
@@ -166,7 +166,7 @@ def example_request(model: v1alpha1.InferenceModel, base: Path, directory: Path)
     validation = model.spec.verification.validation
     x = None
     if validation:
-        path = store_mod.local_path(validation, base=base)
+        path = uris.local_path(validation, base=base)
         if path is not None and path.is_file():
             with contextlib.suppress(errors.SpecError):
                 x = verify.load_validation(path, model.spec.source.inputs)[0][:1]

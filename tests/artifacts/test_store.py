@@ -16,15 +16,13 @@ from tests import models
 
 from inferplane import errors
 from inferplane.api.tensors import TensorSpec
-from inferplane.artifacts import store
+from inferplane.artifacts import store, uris
+from inferplane.artifacts.key import TargetOptions, artifact_key, sha256_file
 from inferplane.artifacts.manifest import (
     ArtifactManifest,
     FileEntry,
     SourceRef,
-    TargetOptions,
     Verification,
-    artifact_key,
-    sha256_file,
 )
 from inferplane.devices import ArtifactFormat, DeviceClass
 
@@ -112,16 +110,16 @@ def test_file_store_race_leaves_one_artifact(tmp_path: Path) -> None:
 def test_pvc_uri_resolves_under_the_mount_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(store.PVC_ROOT_ENV, str(tmp_path / "mnt"))
+    monkeypatch.setenv(uris.PVC_ROOT_ENV, str(tmp_path / "mnt"))
     s = store.open_store("pvc://models/artifacts")
     assert isinstance(s, store.FileStore)
     key = make_artifact(tmp_path / "build")
     assert s.publish(key, tmp_path / "build")
     assert (tmp_path / "mnt" / "models" / "artifacts" / key / "inferplane.json").is_file()
     with pytest.raises(errors.StoreError, match="inside the claim"):
-        store.pvc_path("pvc://models/../other")
+        uris.pvc_path("pvc://models/../other")
     with pytest.raises(errors.StoreError, match="claim name"):
-        store.pvc_path("pvc:///path")
+        uris.pvc_path("pvc:///path")
 
 
 @pytest.mark.parametrize("uri", ["https://example.invalid/store", "ftp://host/x"])

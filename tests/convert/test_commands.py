@@ -12,8 +12,8 @@ import pytest
 
 from inferplane import cli, errors
 from inferplane.api.tensors import TensorSpec
-from inferplane.artifacts import store
-from inferplane.convert import commands, pipeline, tools
+from inferplane.artifacts import uris
+from inferplane.convert import commands, pipeline, target, tools
 from inferplane.devices import ArtifactFormat
 
 X = TensorSpec.parse("x:-1,1,32,32:FP32")
@@ -238,12 +238,12 @@ def test_request_mistakes(changes: dict[str, object], message: str) -> None:
         "inputs": (X,),
     }
     with pytest.raises(errors.SpecError, match=message):
-        pipeline.check_request(pipeline.Request(**{**base, **changes}))  # type: ignore[arg-type]
+        pipeline.Request(**{**base, **changes}).conversion.check()  # type: ignore[arg-type]
 
 
 def test_batch_option() -> None:
-    assert pipeline.parse_batch("1,8,32") == (1, 8, 32)
+    assert target.parse_batch("1,8,32") == (1, 8, 32)
     for bad in ("1,8", "a,b,c"):
         with pytest.raises(errors.SpecError, match="--batch"):
-            pipeline.parse_batch(bad)
-    assert store.local_path("s3://b/k") is None
+            target.parse_batch(bad)
+    assert uris.local_path("s3://b/k") is None

@@ -17,8 +17,9 @@ from tests import models
 
 from inferplane import errors
 from inferplane.api.tensors import TensorSpec
-from inferplane.artifacts.manifest import ArtifactManifest, sha256_file
-from inferplane.convert import export, pipeline, progress
+from inferplane.artifacts.key import sha256_file
+from inferplane.artifacts.manifest import ArtifactManifest
+from inferplane.convert import export, pipeline, progress, termination
 from inferplane.devices import ArtifactFormat
 
 X = TensorSpec.parse("x:-1,1,32,32:FP32")
@@ -311,7 +312,7 @@ def test_result_reaches_the_termination_log(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     text = log.read_text()
-    assert len(text.encode()) <= pipeline.TERMINATION_LIMIT
+    assert len(text.encode()) <= termination.LIMIT
     manifest = ArtifactManifest.model_validate_json(text)
     artifact = observed.parse_result(text)
     assert artifact is not None and artifact.key == manifest.key
@@ -335,9 +336,9 @@ def test_large_result_is_summarised_for_the_termination_log(
     manifest = pipeline.convert(req, reporter=progress.Silent()).manifest
     log = tmp_path / "termination-log"
     monkeypatch.setenv("INFERPLANE_TERMINATION_LOG", str(log))
-    pipeline.report_termination(manifest)
+    termination.report(manifest.model_dump(mode="json"))
     text = log.read_text()
-    assert len(text.encode()) <= pipeline.TERMINATION_LIMIT
+    assert len(text.encode()) <= termination.LIMIT
     artifact = observed.parse_result(text)
     assert artifact is not None and artifact.key == manifest.key
     assert artifact.verification is not None

@@ -26,7 +26,7 @@ from tests.cluster.handle import Cluster
 from tests.e2e import operator_process
 from tests.integration.chart_identity import helm, service_account_kubeconfig
 
-from inferplane.artifacts.manifest import sha256_file
+from inferplane.artifacts.key import sha256_file
 
 PLANTED = "planted-secret-8d1f0c2a"
 """A store credential that must never show up outside its Secret."""

@@ -15,11 +15,11 @@ from tests.serving.test_server import run_ort
 
 from inferplane import errors
 from inferplane.api.tensors import TensorSpec
+from inferplane.artifacts.key import TargetOptions
 from inferplane.artifacts.manifest import (
     ArtifactManifest,
     FileEntry,
     SourceRef,
-    TargetOptions,
     Verification,
 )
 from inferplane.devices import ArtifactFormat, BackendName, DeviceClass

@@ -34,7 +34,7 @@ class Datatype(str, enum.Enum):
 class TensorSpec(BaseModel):
     """One named input or output tensor: its V2 datatype and shape (-1: a dynamic dimension)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(
         min_length=1, max_length=253, description="Tensor name, as the model names it."

@@ -8,25 +8,21 @@ report, and ``inferplane serve DIR`` needs nothing else to serve the model.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from inferplane import errors
 from inferplane.api.tensors import TensorSpec
-from inferplane.devices import ArtifactFormat, DeviceClass
+from inferplane.artifacts.key import MANIFEST_NAME, TargetOptions
+from inferplane.devices import ArtifactFormat
 
-MANIFEST_NAME = "inferplane.json"
 SCHEMA_VERSION = 1
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class FileEntry(_Model):
@@ -45,22 +41,6 @@ class SourceRef(_Model):
     sha256: str
     network: str | None = None
     """``module:callable`` for a checkpoint source."""
-
-
-class TargetOptions(_Model):
-    """Everything besides the source that decides the converted bytes (and so the key)."""
-
-    format: ArtifactFormat
-    device_class: DeviceClass
-    product: str | None = None
-    """GPU product (TensorRT) or SoC version (OM) the artifact is built for."""
-    precision: str = "fp32"
-    batch: tuple[int, int, int] | None = None
-    """min, opt, max batch of a dynamic-shape profile (TensorRT, OM)."""
-    network: str | None = None
-    """For a checkpoint source: the ``module:callable`` its graph was built from."""
-    inputs: tuple[str, ...] = ()
-    """For a checkpoint source: the input signature it was exported with (``name:shape:TYPE``)."""
 
 
 class ToolInfo(_Model):
@@ -134,36 +114,3 @@ class ArtifactManifest(_Model):
             raise errors.StoreError(f"{directory}: no {MANIFEST_NAME}; not an artifact") from None
         except ValueError as exc:
             raise errors.StoreError(f"{path}: invalid artifact manifest: {exc}") from None
-
-
-def checkpoint_graph(
-    source_format: ArtifactFormat, network: str | None, inputs: Iterable[TensorSpec]
-) -> dict[str, Any]:
-    """The ``TargetOptions`` fields that make a checkpoint's graph: a checkpoint holds only
-    weights, so the same file exported through other code or another signature is another
-    artifact. ONNX, MindIR and AIR sources carry their graph: nothing to add."""
-    if source_format is not ArtifactFormat.MINDSPORE_CHECKPOINT:
-        return {}
-    return {"network": network, "inputs": tuple(str(spec) for spec in inputs)}
-
-
-def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def artifact_key(source_sha256: str, target: TargetOptions) -> str:
-    """The content address: the source's digest plus every option that changes the output.
-
-    Readable prefix (format, class, product) for people browsing the store, digest for identity.
-    """
-    options = json.dumps(target.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(f"{source_sha256}\n{options}".encode()).hexdigest()[:24]
-    parts = [target.format.value, target.device_class.value]
-    if target.product:
-        parts.append("".join(c if c.isalnum() else "-" for c in target.product.lower()))
-    return "-".join([*parts, digest])

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from inferplane import errors
-from inferplane.artifacts import manifest as manifest_mod
+from inferplane.artifacts.key import sha256_file
 from inferplane.artifacts.manifest import MANIFEST_NAME, ArtifactManifest
+from inferplane.artifacts.uris import local_path
 
-PVC_ROOT_ENV = "INFERPLANE_PVC_ROOT"
-DEFAULT_PVC_ROOT = "/mnt/inferplane/pvc"
 S3_ENDPOINT_ENVS = ("INFERPLANE_S3_ENDPOINT", "AWS_ENDPOINT_URL")
 DOWNLOAD_TIMEOUT_S = 60.0
 
@@ -237,7 +236,7 @@ class S3Store(Store):
 def _digests_ok(directory: Path, manifest: ArtifactManifest) -> bool:
     for entry in manifest.files:
         path = directory / entry.path
-        if not path.is_file() or manifest_mod.sha256_file(path) != entry.sha256:
+        if not path.is_file() or sha256_file(path) != entry.sha256:
             return False
     return True
 
@@ -272,37 +271,6 @@ def _split_s3(uri: str) -> tuple[str, str]:
     if not parsed.netloc:
         raise errors.StoreError(f"'{uri}': an S3 URI needs a bucket (s3://bucket/prefix)")
     return parsed.netloc, parsed.path.lstrip("/")
-
-
-def pvc_path(uri: str) -> Path:
-    """The mounted path of ``pvc://claim/path``: ``$INFERPLANE_PVC_ROOT/claim/path``."""
-    parsed = urllib.parse.urlparse(uri)
-    if not parsed.netloc:
-        raise errors.StoreError(f"'{uri}': a PVC URI needs a claim name (pvc://claim/path)")
-    rel = Path(parsed.path.lstrip("/"))
-    if ".." in rel.parts:
-        raise errors.StoreError(f"'{uri}': the path must stay inside the claim")
-    return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / parsed.netloc / rel
-
-
-def local_path(uri: str, *, base: Path | None = None) -> Path | None:
-    """The local path a plain path, ``file://`` or ``pvc://`` URI names; None for remote ones.
-
-    Relative paths resolve against ``base`` (e.g. the directory of an InferenceModel YAML).
-    """
-    scheme = urllib.parse.urlparse(uri).scheme
-    if scheme == "pvc":
-        return pvc_path(uri)
-    if scheme == "file":
-        raw = uri[len("file://") :]
-    elif scheme == "":
-        raw = uri
-    else:
-        return None
-    path = Path(urllib.parse.unquote(raw)).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    return path
 
 
 def open_store(uri: str) -> Store:
@@ -352,7 +320,7 @@ def fetch_source(
         else:
             raise errors.StoreError(f"source {uri}: unknown scheme '{scheme}'")
     if expected_sha256 and path.is_file():
-        actual = manifest_mod.sha256_file(path)
+        actual = sha256_file(path)
         if actual != expected_sha256.lower():
             raise errors.StoreError(
                 f"source {uri}: sha256 is {actual}, expected {expected_sha256.lower()}"

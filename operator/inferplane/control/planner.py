@@ -27,7 +27,7 @@ from typing import Any
 
 from inferplane import errors
 from inferplane.api import v1alpha1
-from inferplane.artifacts.manifest import TargetOptions, artifact_key, checkpoint_graph
+from inferplane.artifacts.key import TargetOptions, artifact_key, checkpoint_graph
 from inferplane.control import builders, naming
 from inferplane.control import status as status_mod
 from inferplane.control.inventory import DevicePool, Devices, Inventory, Taint
@@ -222,7 +222,7 @@ def conversion_id(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> 
         "network": source.network,
         "inputs": [str(i) for i in source.inputs],
         "image": source.image,
-        "target": options.model_dump(mode="json"),
+        "target": options.document(),
         "verification": spec.verification.model_dump(mode="json"),
     }
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))

@@ -13,7 +13,6 @@ an artifact alike. For an archive source the digest is the archive's, network co
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -26,18 +25,16 @@ from typing import TYPE_CHECKING, Any
 from inferplane import errors
 from inferplane.api.tensors import TensorSpec
 from inferplane.artifacts import archives, store
+from inferplane.artifacts.key import artifact_key, sha256_file
 from inferplane.artifacts.manifest import (
     ArtifactManifest,
     FileEntry,
     SourceRef,
-    TargetOptions,
     ToolInfo,
     Verification,
-    artifact_key,
-    checkpoint_graph,
-    sha256_file,
 )
-from inferplane.convert import progress, tools
+from inferplane.convert import progress, termination, tools
+from inferplane.convert.target import Conversion, parse_batch
 
 if TYPE_CHECKING:
     from inferplane.convert.export import Runner
@@ -45,21 +42,6 @@ from inferplane.devices import ArtifactFormat, DeviceClass
 
 F = ArtifactFormat
 
-SUPPORTED: dict[ArtifactFormat, tuple[ArtifactFormat, ...]] = {
-    F.MINDSPORE_CHECKPOINT: (F.ONNX, F.MINDIR, F.OM, F.TENSORRT, F.MS),
-    F.MINDIR: (F.MINDIR, F.MS),
-    F.ONNX: (F.ONNX, F.OM, F.TENSORRT, F.MS),
-    F.AIR: (F.OM,),
-}
-"""Which targets each source format converts to (MindSpore cannot export ONNX from a MindIR)."""
-
-DEFAULT_DEVICE: dict[ArtifactFormat, DeviceClass] = {
-    F.ONNX: DeviceClass.CPU,
-    F.MINDIR: DeviceClass.ASCEND910,
-    F.OM: DeviceClass.ASCEND310,
-    F.TENSORRT: DeviceClass.NVIDIA,
-    F.MS: DeviceClass.EDGE,
-}
 SOURCE_SUFFIX: dict[ArtifactFormat, str] = {
     F.MINDSPORE_CHECKPOINT: ".ckpt",
     F.MINDIR: ".mindir",
@@ -78,9 +60,6 @@ RUNTIME_ABSENT: dict[ArtifactFormat, str] = {
     F.TENSORRT: "the TensorRT runtime and the GPU the engine was built for",
     F.MS: "the MindSpore Lite runtime",
 }
-PROFILE_TARGETS = (F.OM, F.TENSORRT)
-PRECISIONS = ("fp32", "fp16")
-DEFAULT_PROFILE = (1, 8, 32)
 DEFAULT_MAX_BATCH = 8
 
 
@@ -111,6 +90,19 @@ class Request:
     code_path: Path | None = None
     """Directory added to ``sys.path`` to import the network (besides PYTHONPATH)."""
 
+    @property
+    def conversion(self) -> Conversion:
+        return Conversion(
+            source_format=self.source_format,
+            target=self.target,
+            network=self.network,
+            inputs=self.inputs,
+            device_class=self.device_class,
+            device_spec=self.device_spec,
+            precision=self.precision,
+            batch=self.batch,
+        )
+
 
 @dataclass
 class Result:
@@ -125,52 +117,6 @@ class Result:
 
 def default_cache() -> Path:
     return Path(os.environ.get("INFERPLANE_CACHE", Path.home() / ".cache" / "inferplane"))
-
-
-def check_request(req: Request) -> None:
-    """Every user mistake that can be seen before any work starts, as a SpecError."""
-    if req.target not in SUPPORTED[req.source_format]:
-        allowed = ", ".join(t.value for t in SUPPORTED[req.source_format])
-        raise errors.SpecError(
-            f"cannot convert {req.source_format} to {req.target} "
-            f"(from {req.source_format}: {allowed})"
-        )
-    if req.source_format is F.MINDSPORE_CHECKPOINT and not req.network:
-        raise errors.SpecError(
-            "a checkpoint holds only weights: --network module:callable is required"
-        )
-    if req.source_format is not F.ONNX and not req.inputs:
-        raise errors.SpecError(
-            f"a {req.source_format} source needs its input signature: "
-            "--input name:shape:DATATYPE, e.g. x:-1,1,32,32:FP32"
-        )
-    if req.precision not in PRECISIONS:
-        raise errors.SpecError(f"precision '{req.precision}': one of fp32, fp16")
-    if req.precision == "fp16" and req.target not in (F.OM, F.TENSORRT, F.MS):
-        raise errors.SpecError(f"--precision fp16 applies to om, tensorrt and ms, not {req.target}")
-    if req.target in PROFILE_TARGETS and not req.device_spec:
-        what = (
-            "the SoC version (e.g. Ascend310P3)"
-            if req.target is F.OM
-            else ("the GPU product (e.g. A100-SXM4-40GB)")
-        )
-        raise errors.SpecError(f"{req.target} needs --device-spec, {what}: it runs only there")
-    if req.batch is not None:
-        low, opt, high = req.batch
-        if not 1 <= low <= opt <= high:
-            raise errors.SpecError(f"--batch {low},{opt},{high}: need 1 <= min <= opt <= max")
-
-
-def parse_batch(text: str | None) -> tuple[int, int, int] | None:
-    if not text:
-        return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise errors.SpecError(f"--batch '{text}': expected min,opt,max, e.g. 1,8,32") from None
-    if len(values) != 3:
-        raise errors.SpecError(f"--batch '{text}': expected three numbers min,opt,max")
-    return values[0], values[1], values[2]
 
 
 def _local(uri: str, req: Request, work: Path) -> Path:
@@ -232,7 +178,7 @@ def _build(
 
     target = req.target
     dest = out / ENTRYPOINT[target]
-    batch = req.batch or DEFAULT_PROFILE
+    batch = req.conversion.profile
     used: list[ToolInfo] = []
     reference: Runner | None = None
     inputs = list(req.inputs)
@@ -394,26 +340,16 @@ def convert(
     file store, a verified download into ``cache`` for S3. A Job that only publishes skips it.
     """
     rep = reporter or progress.Silent()
-    check_request(req)
-    tools.check_available(req.target)
+    req.conversion.check()
     target_store = store.open_store(req.store)
     cache = cache or default_cache() / "artifacts"
-    device_class = req.device_class or DEFAULT_DEVICE[req.target]
-    batch = req.batch or (DEFAULT_PROFILE if req.target in PROFILE_TARGETS else None)
     with tempfile.TemporaryDirectory(prefix="inferplane-convert-") as tmp:
         work = Path(tmp)
         with rep.step("fetch source"):
             fetched, model, code_dir = _resolve_source(req, work)
             # fetch_source has checked an expected digest already: no second read of the file.
             file_sha = req.source_sha256.lower() if req.source_sha256 else sha256_file(fetched)
-        options = TargetOptions(
-            format=req.target,
-            device_class=device_class,
-            product=req.device_spec,
-            precision=req.precision,
-            batch=batch,
-            **checkpoint_graph(req.source_format, req.network, req.inputs),
-        )
+        options = req.conversion.options()
         key = artifact_key(file_sha, options)
         with rep.step("store lookup"):
             existing = target_store.lookup(key)
@@ -421,6 +357,8 @@ def convert(
             rep.note(f"store hit: {target_store.location(key)} (nothing to convert)")
             directory = target_store.fetch(key, cache) if fetch else None
             return Result(existing, directory, target_store.location(key), True, rep.timings)
+
+        tools.check_available(req.target)
 
         out = work / "artifact"
         out.mkdir()
@@ -512,38 +450,6 @@ def main(**options: Any) -> None:
     rep = progress.Reporter()
     result = convert(req, reporter=rep, fetch=False)
     rep.note(f"artifact {result.manifest.key} at {result.location}")
-    report_termination(result.manifest)
+    termination.report(result.manifest.model_dump(mode="json"))
     if options.get("as_json"):
         sys.stdout.write(result.manifest.model_dump_json(indent=2) + "\n")
-
-
-TERMINATION_LIMIT = 4096
-"""Kubernetes keeps at most this many bytes of a container's termination message."""
-
-
-def report_termination(manifest: ArtifactManifest) -> None:
-    """Write the result where ``$INFERPLANE_TERMINATION_LOG`` says (a Job pod's termination log).
-
-    The operator reads it from the pod's status: the whole manifest when it fits, else the key
-    and the verification numbers. Outside a pod the variable is unset and nothing is written.
-    """
-    path = os.environ.get("INFERPLANE_TERMINATION_LOG")
-    if not path:
-        return
-    text = manifest.model_dump_json()
-    if len(text.encode()) > TERMINATION_LIMIT:
-        check, accuracy = manifest.verification, manifest.accuracy
-        verification = {
-            "verified": check.verified,
-            "reason": check.reason or None,
-            "maxAbsError": check.max_abs_error,
-            "maxRelError": check.max_rel_error,
-            "accuracy": accuracy.converted if accuracy else None,
-            "referenceAccuracy": accuracy.reference if accuracy else None,
-        }
-        summary = {"key": manifest.key, "verification": verification}
-        text = json.dumps(summary, separators=(",", ":"))
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        print(f"inferplane: cannot write the termination log {path}: {exc}", file=sys.stderr)
