@@ -238,7 +238,7 @@ def test_request_mistakes(changes: dict[str, object], message: str) -> None:
         "inputs": (X,),
     }
     with pytest.raises(errors.SpecError, match=message):
-        pipeline.Request(**{**base, **changes}).conversion.check()  # type: ignore[arg-type]
+        pipeline.Request(**{**base, **changes}).check()  # type: ignore[arg-type]
 
 
 def test_batch_option() -> None:

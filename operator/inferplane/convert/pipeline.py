@@ -63,20 +63,13 @@ RUNTIME_ABSENT: dict[ArtifactFormat, str] = {
 DEFAULT_MAX_BATCH = 8
 
 
-@dataclass(frozen=True)
-class Request:
+@dataclass(frozen=True, kw_only=True)
+class Request(Conversion):
     """Everything one conversion needs; paths and URIs as the user wrote them."""
 
     source: str
-    source_format: ArtifactFormat
-    target: ArtifactFormat
     store: str
-    network: str | None = None
     inputs: tuple[TensorSpec, ...] = ()
-    device_class: DeviceClass | None = None
-    device_spec: str | None = None
-    precision: str = "fp32"
-    batch: tuple[int, int, int] | None = None
     name: str | None = None
     source_sha256: str | None = None
     samples: int = 8
@@ -89,19 +82,6 @@ class Request:
     """Directory that relative paths and ``file://`` URIs resolve against (default: the cwd)."""
     code_path: Path | None = None
     """Directory added to ``sys.path`` to import the network (besides PYTHONPATH)."""
-
-    @property
-    def conversion(self) -> Conversion:
-        return Conversion(
-            source_format=self.source_format,
-            target=self.target,
-            network=self.network,
-            inputs=self.inputs,
-            device_class=self.device_class,
-            device_spec=self.device_spec,
-            precision=self.precision,
-            batch=self.batch,
-        )
 
 
 @dataclass
@@ -178,7 +158,7 @@ def _build(
 
     target = req.target
     dest = out / ENTRYPOINT[target]
-    batch = req.conversion.profile
+    batch = req.profile
     used: list[ToolInfo] = []
     reference: Runner | None = None
     inputs = list(req.inputs)
@@ -340,7 +320,7 @@ def convert(
     file store, a verified download into ``cache`` for S3. A Job that only publishes skips it.
     """
     rep = reporter or progress.Silent()
-    req.conversion.check()
+    req.check()
     target_store = store.open_store(req.store)
     cache = cache or default_cache() / "artifacts"
     with tempfile.TemporaryDirectory(prefix="inferplane-convert-") as tmp:
@@ -349,7 +329,7 @@ def convert(
             fetched, model, code_dir = _resolve_source(req, work)
             # fetch_source has checked an expected digest already: no second read of the file.
             file_sha = req.source_sha256.lower() if req.source_sha256 else sha256_file(fetched)
-        options = req.conversion.options()
+        options = req.options()
         key = artifact_key(file_sha, options)
         with rep.step("store lookup"):
             existing = target_store.lookup(key)

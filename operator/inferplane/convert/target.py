@@ -50,9 +50,9 @@ def parse_batch(text: str | None) -> tuple[int, int, int] | None:
     return values[0], values[1], values[2]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Conversion:
-    """The part of a request that decides the artifact."""
+    """The part of a request that decides the artifact (``pipeline.Request`` adds the rest)."""
 
     source_format: ArtifactFormat
     target: ArtifactFormat
