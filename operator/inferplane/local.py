@@ -172,7 +172,7 @@ def example_request(model: v1alpha1.InferenceModel, base: Path, directory: Path)
                 x = verify.load_validation(path, model.spec.source.inputs)[0][:1]
     for spec in model.spec.source.inputs:
         shape = [1 if d == -1 else d for d in spec.shape]
-        data = x if x is not None else np.zeros(shape, dtype=verify.NUMPY_TYPES[spec.datatype])
+        data = x if x is not None else np.zeros(shape, dtype=spec.datatype.numpy)
         inputs.append(
             {
                 "name": spec.name,

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inferplane import errors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Datatype(str, enum.Enum):
@@ -29,6 +33,31 @@ class Datatype(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def numpy(self) -> np.dtype[Any]:
+        """Its numpy dtype (BYTES: object arrays of ``bytes``). NumPy is imported on first use,
+        so the API models stay light for the CRD generator and the CLI."""
+        import numpy
+
+        return numpy.dtype(_NUMPY_NAMES[self])
+
+
+_NUMPY_NAMES = {
+    Datatype.BOOL: "bool",
+    Datatype.UINT8: "uint8",
+    Datatype.UINT16: "uint16",
+    Datatype.UINT32: "uint32",
+    Datatype.UINT64: "uint64",
+    Datatype.INT8: "int8",
+    Datatype.INT16: "int16",
+    Datatype.INT32: "int32",
+    Datatype.INT64: "int64",
+    Datatype.FP16: "float16",
+    Datatype.FP32: "float32",
+    Datatype.FP64: "float64",
+    Datatype.BYTES: "object",
+}
 
 
 class TensorSpec(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,25 +28,13 @@ from inferplane.convert.export import Runner
 TOLERANCES: dict[str, tuple[float, float]] = {"fp32": (1e-5, 1e-4), "fp16": (1e-2, 1e-2)}
 """(atol, rtol) by precision."""
 
-NUMPY_TYPES: dict[Datatype, type[np.generic]] = {
-    Datatype.BOOL: np.bool_,
-    Datatype.UINT8: np.uint8,
-    Datatype.UINT16: np.uint16,
-    Datatype.UINT32: np.uint32,
-    Datatype.UINT64: np.uint64,
-    Datatype.INT8: np.int8,
-    Datatype.INT16: np.int16,
-    Datatype.INT32: np.int32,
-    Datatype.INT64: np.int64,
-    Datatype.FP16: np.float16,
-    Datatype.FP32: np.float32,
-    Datatype.FP64: np.float64,
-}
+NUMERIC = tuple(d for d in Datatype if d is not Datatype.BYTES)
+"""The element types verification can generate and compare (not BYTES)."""
 
 
-def datatype_of(dtype: np.dtype[np.generic]) -> Datatype:
-    for datatype, np_type in NUMPY_TYPES.items():
-        if np.dtype(np_type) == dtype:
+def datatype_of(dtype: np.dtype[Any]) -> Datatype:
+    for datatype in NUMERIC:
+        if datatype.numpy == dtype:
             return datatype
     raise errors.ConversionError(f"output dtype {dtype} has no V2 datatype")
 
@@ -55,15 +44,15 @@ def random_rows(inputs: Sequence[TensorSpec], rows: int, *, seed: int = 0) -> li
     rng = np.random.default_rng(seed)
     arrays = []
     for spec in inputs:
-        if spec.datatype not in NUMPY_TYPES:
+        if spec.datatype not in NUMERIC:
             raise errors.SpecError(f"input {spec}: cannot generate random {spec.datatype} data")
         shape = [rows if i == 0 and spec.dynamic_batch else d for i, d in enumerate(spec.shape)]
         if any(d == -1 for d in shape):
             raise errors.SpecError(f"input {spec}: only the batch dimension may be dynamic")
-        np_type = NUMPY_TYPES[spec.datatype]
+        np_type = spec.datatype.numpy
         if np.issubdtype(np_type, np.floating):
             arrays.append(rng.standard_normal(shape).astype(np_type))
-        elif np_type is np.bool_:
+        elif spec.datatype is Datatype.BOOL:
             arrays.append(rng.integers(0, 2, shape).astype(np.bool_))
         else:
             arrays.append(rng.integers(0, 10, shape).astype(np_type))
@@ -78,7 +67,7 @@ def load_samples(path: Path, inputs: Sequence[TensorSpec]) -> list[np.ndarray]:
         key = spec.name if spec.name in data else ("x" if len(inputs) == 1 else spec.name)
         if key not in data:
             raise errors.SpecError(f"{path}: no array '{spec.name}' for input {spec.name}")
-        arrays.append(np.asarray(data[key], dtype=NUMPY_TYPES[spec.datatype]))
+        arrays.append(np.asarray(data[key], dtype=spec.datatype.numpy))
     return arrays
 
 
@@ -167,12 +156,12 @@ def parity(
 
 def load_validation(path: Path, inputs: Sequence[TensorSpec]) -> tuple[np.ndarray, np.ndarray]:
     """``x`` and ``y`` of a labelled validation set, checked against the single input."""
-    if len(inputs) != 1:
-        raise errors.SpecError("accuracy needs a model with exactly one input")
+    if len(inputs) != 1 or inputs[0].datatype not in NUMERIC:
+        raise errors.SpecError("accuracy needs a model with exactly one numeric input")
     data = _load_npz(path)
     if "x" not in data or "y" not in data:
         raise errors.SpecError(f"{path}: a validation set needs arrays 'x' and 'y'")
-    x = np.asarray(data["x"], dtype=NUMPY_TYPES.get(inputs[0].datatype, np.float32))
+    x = np.asarray(data["x"], dtype=inputs[0].datatype.numpy)
     y = np.asarray(data["y"]).reshape(-1)
     if len(x) != len(y) or len(x) == 0:
         raise errors.SpecError(f"{path}: x has {len(x)} rows, y has {len(y)}")
