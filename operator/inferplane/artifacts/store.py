@@ -4,7 +4,7 @@
 One small interface, ``Store`` (lookup · fetch · publish · location), with a file implementation
 (plain paths, ``file://``, and ``pvc://claim/path`` — a PersistentVolumeClaim mounted at
 ``$INFERPLANE_PVC_ROOT/<claim>``) and an S3 one (``s3://bucket/prefix``). ``open_store(uri)``
-picks one. Keys come from ``manifest.artifact_key``; an artifact is published atomically, so a
+picks one. Keys come from ``key.artifact_key``; an artifact is published atomically, so a
 reader sees a complete artifact or none, and two converters racing on one key leave exactly one:
 
 - file: the artifact is copied into a private temporary directory in the store, then renamed
