@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import importlib
 import json
 import os
 import platform
 import re
+import ssl
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -113,6 +117,148 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _parse(text: str, wanted: dict[str, tuple[str, ...]]) -> dict[tuple[str, ...], float]:
+    """Prometheus text → {(metric, label values...): value}, summed over the other labels."""
+    out: dict[tuple[str, ...], float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name not in wanted or "}" not in rest:
+            continue
+        labels_text, _, value = rest.rpartition("}")
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', labels_text))
+        key = (name, *(labels.get(label, "") for label in wanted[name]))
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def _metrics(cluster: handle.Cluster) -> dict[tuple[str, ...], float]:
+    """The API server's request counters and latency sums, keyed by (metric, label values)."""
+    wanted = {
+        "apiserver_request_total": ("verb", "resource"),
+        "apiserver_request_duration_seconds_sum": ("verb", "resource"),
+        "apiserver_request_duration_seconds_count": ("verb", "resource"),
+        "apiserver_flowcontrol_request_wait_duration_seconds_sum": ("priority_level",),
+        "apiserver_flowcontrol_request_wait_duration_seconds_count": ("priority_level",),
+    }
+    return _parse(cluster.kubectl("get", "--raw", "/metrics").stdout, wanted)
+
+
+def _queues(state: control_plane.State) -> dict[tuple[str, ...], float]:
+    """The controller manager's work queues: adds, and time waiting in the queue and working."""
+    wanted: dict[str, tuple[str, ...]] = {
+        f"workqueue_{m}": ("name",)
+        for m in (
+            "adds_total",
+            "queue_duration_seconds_sum",
+            "queue_duration_seconds_count",
+            "work_duration_seconds_sum",
+            "work_duration_seconds_count",
+        )
+    }
+    url = f"https://127.0.0.1:{state.ports['kube-controller-manager']}/metrics"
+    context = control_plane._ssl_context(state.directory)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the controller manager's self-signed serving cert
+    with urllib.request.urlopen(url, context=context, timeout=30) as response:
+        return _parse(response.read().decode(), wanted)
+
+
+def _queue_report(
+    before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]
+) -> list[str]:
+    """Per busy work queue: items added, mean wait in the queue, mean work per item."""
+
+    def delta(metric: str, name: str) -> float:
+        key = (f"workqueue_{metric}", name)
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    lines = []
+    for metric, name in sorted(after):
+        adds = delta("adds_total", name)
+        if metric != "workqueue_adds_total" or adds < 100:
+            continue
+        waited = delta("queue_duration_seconds_sum", name)
+        worked = delta("work_duration_seconds_sum", name)
+        count = max(1.0, delta("work_duration_seconds_count", name))
+        lines.append(
+            f"{name}: {adds:.0f} adds, wait {1000 * waited / count:.0f} ms, "
+            f"work {1000 * worked / count:.0f} ms per item"
+        )
+    return lines
+
+
+class _ReadyWatch(threading.Thread):
+    """Follows the models with one watch until every one is Ready. Polling instead — a LIST of
+    1000 models every 2 s, through kubectl — cost the 2 cores about 10 % of the run."""
+
+    def __init__(self, state: control_plane.State, namespace: str, models: int) -> None:
+        super().__init__(daemon=True)
+        self.state = state
+        self.namespace = namespace
+        self.models = models
+        self.ready: dict[str, dict[str, Any]] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        context = control_plane._ssl_context(self.state.directory)
+        port = self.state.ports["kube-apiserver"]
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=900)
+        path = f"/apis/{v1alpha1.API_VERSION}/namespaces/{self.namespace}/inferencemodels"
+        connection.request("GET", f"{path}?watch=1&timeoutSeconds=900")
+        response = connection.getresponse()
+        while not self.done.is_set():
+            line = response.readline()
+            if not line:
+                break
+            item = json.loads(line)["object"]
+            name = item["metadata"]["name"]
+            if (item.get("status") or {}).get("phase") == "Ready":
+                self.ready[name] = item
+            else:
+                self.ready.pop(name, None)
+            if len(self.ready) == self.models:
+                self.done.set()
+
+
+def _requests(
+    before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float]
+) -> list[str]:
+    """The API server's requests during the run by verb and resource: count and mean latency,
+    then the API Priority and Fairness queue waits by priority level."""
+
+    def delta(key: tuple[str, ...]) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    rows = []
+    for key in after:
+        if key[0] == "apiserver_request_total" and delta(key) >= 100:
+            count = delta(("apiserver_request_duration_seconds_count", *key[1:]))
+            seconds = delta(("apiserver_request_duration_seconds_sum", *key[1:]))
+            mean = f"{1000 * seconds / count:.0f} ms" if count else "-"
+            rows.append((delta(key), f"{key[1]} {key[2]}: {delta(key):.0f} (mean {mean})"))
+    lines = [text for _, text in sorted(rows, reverse=True)]
+    for key in after:
+        if key[0] == "apiserver_flowcontrol_request_wait_duration_seconds_count" and delta(key):
+            seconds = delta(("apiserver_flowcontrol_request_wait_duration_seconds_sum", key[1]))
+            lines.append(f"APF wait {key[1]}: {delta(key):.0f} requests, {seconds:.1f} s in all")
+    return lines
+
+
+def _settle(cluster: handle.Cluster, *, quiet: float = 20.0, limit: float = 120.0) -> float:
+    """Wait until the freshly started cluster is quiet (below ``quiet`` API requests/s over 5 s):
+    right after 1000 nodes turn Ready the controllers and kwok patch, list and post events for
+    each of them for about half a minute, which is start-up, not the operator's load."""
+    started = time.monotonic()
+    before = sum(v for k, v in _metrics(cluster).items() if k[0] == "apiserver_request_total")
+    while time.monotonic() - started < limit:
+        time.sleep(5)
+        now = sum(v for k, v in _metrics(cluster).items() if k[0] == "apiserver_request_total")
+        if now - before < 5 * quiet:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -155,11 +301,18 @@ def run(nodes: int, models: int, timeout: float, clients: int = 1) -> dict[str, 
         specs = [_spec(i) for i in range(models)]
         artifacts = _prefill(work / "store", specs, inventory)
         namespace = cluster.create_namespace("bench")
+        settled = _settle(cluster)
         operator = op.Operator(cluster, store=f"file://{work / 'store'}", log=work / "operator.log")
         operator.start()
         assert operator.process is not None
         pid = operator.process.pid
-        cpu_before = _cpu_seconds(pid)
+        pids = {**state.pids, "operator": pid}
+        cpu_before = {name: _cpu_seconds(p) for name, p in pids.items()}
+        children_before = os.times().children_user + os.times().children_system
+        metrics_before = _metrics(cluster)
+        queues_before = _queues(state)
+        watch = _ReadyWatch(state, namespace, models)
+        watch.start()
         items = []
         for i, spec in enumerate(specs):
             manifest = op.model(f"m{i:04d}")
@@ -179,19 +332,21 @@ def run(nodes: int, models: int, timeout: float, clients: int = 1) -> dict[str, 
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(apply, [items[i::clients] for i in range(clients)]))
         applied = time.monotonic() - started
-        ready: list[dict[str, Any]] = []
-        while time.monotonic() - started < timeout:
-            listed = cluster.get("inferencemodels", namespace=namespace)
-            ready = [m for m in listed if (m.get("status") or {}).get("phase") == "Ready"]
-            if len(ready) == models:
-                break
-            time.sleep(2)
+        watch.done.wait(max(0.0, timeout - applied))
+        ready = list(watch.ready.values())
         all_ready = time.monotonic() - started
-        cpu = _cpu_seconds(pid) - cpu_before
+        cpu = {name: round(_cpu_seconds(p) - cpu_before[name], 1) for name, p in pids.items()}
+        cpu["kubectl"] = round(
+            os.times().children_user + os.times().children_system - children_before, 1
+        )
+        requests = _requests(metrics_before, _metrics(cluster))
+        queues = _queue_report(queues_before, _queues(state))
         rss = _peak_rss_mb(pid)
         operator.stop()
-        found = re.findall(r"API writes: (\d+)", (work / "operator.log").read_text())
-        writes = int(found[-1]) if found else -1
+        found = re.findall(
+            r"reconciles: (\d+); API writes: (\d+)", (work / "operator.log").read_text()
+        )
+        reconciles, writes = (int(n) for n in found[-1]) if found else (-1, -1)
         per_model = []
         for item in ready:
             created = datetime.fromisoformat(item["metadata"]["creationTimestamp"])
@@ -205,17 +360,22 @@ def run(nodes: int, models: int, timeout: float, clients: int = 1) -> dict[str, 
             "models": models,
             "ready": len(ready),
             "artifacts_prefilled": artifacts,
+            "settle_s": round(settled, 1),
             "apply_clients": clients,
             "apply_s": round(applied, 1),
             "all_ready_s": round(all_ready, 1),
             "p50_s": round(_percentile(per_model, 0.5), 1) if per_model else None,
             "p99_s": round(_percentile(per_model, 0.99), 1) if per_model else None,
-            "operator_cpu_s": round(cpu, 1),
+            "operator_cpu_s": cpu["operator"],
+            "cpu_s_by_process": cpu,
             "peak_rss_mb": round(rss, 1),
+            "reconciles": reconciles,
             "writes_per_model": round(writes / models, 2) if writes >= 0 else None,
             "server_pods": pods,
             "misplaced": wrong,
             "operator_log": str(work / "operator.log"),
+            "api_requests": requests,
+            "controller_queues": queues,
         }
     finally:
         control_plane.down(directory)
@@ -235,6 +395,9 @@ def main() -> None:
     )  # fmt: skip
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, {cpu}")
     for name, value in result.items():
+        if isinstance(value, list):
+            print(f"{name}:", *(f"  {line}" for line in value), sep="\n")
+            continue
         target = TARGETS.get(name)
         if target is None or value is None:
             print(f"{name}: {value}")

@@ -16,6 +16,15 @@ STAGES = Path(__file__).resolve().parent / "stages.yaml"
 SERVICE_CIDR = "10.0.0.0/24"
 API_CLIENT_LIMITS = ("--kube-api-qps=300", "--kube-api-burst=600")
 """Client rate limits of the controller manager and the scheduler (defaults 20/30 and 50/100)."""
+CONTROLLER_WORKERS = (
+    "--concurrent-deployment-syncs=50",
+    "--concurrent-replicaset-syncs=50",
+    "--concurrent-endpoint-syncs=20",
+    "--concurrent-service-endpoint-syncs=20",
+)
+"""Workers of the controllers that 1000 Deployments keep busy (defaults 5 each). Each sync waits
+on a few API calls, so 5 workers bound the deployment controller to about 12 syncs/s on this
+machine (docs/benchmarks.md, "Operator at scale"): large clusters raise these the same way."""
 
 KWOK_CONFIGURATION: dict[str, Any] = {
     "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -138,6 +147,7 @@ def argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list
             # clusters; at 1000 nodes the deployment and replicaset controllers queue behind it,
             # as they do in real large clusters until operators raise it.
             *API_CLIENT_LIMITS,
+            *CONTROLLER_WORKERS,
             "--profiling=false",
             "--v=1",
         ]

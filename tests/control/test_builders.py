@@ -71,7 +71,7 @@ def _job(fmt: ArtifactFormat, placement: builders.Placement, **settings: Any) ->
         model="lenet",
         target_format=fmt,
         placement=placement,
-        product=placement.selector and "T4",
+        product="T4" if placement.selector else None,
         precision="fp16",
         batch=(1, 8, 32),
         key_hint="",

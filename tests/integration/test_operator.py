@@ -9,6 +9,7 @@ the real converter and server instead.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -19,6 +20,10 @@ import pytest
 from tests.api import bad_manifests
 from tests.cluster import handle
 from tests.e2e import operator_process as op
+
+from inferplane.control import cache, handlers, kube
+from inferplane.control.inventory import Inventory
+from inferplane.control.settings import OperatorSettings
 
 RESOURCE_OF = {
     "nvidia": "nvidia.com/gpu",
@@ -251,14 +256,19 @@ def test_failed_conversion_surfaces_the_termination_message(
     assert len(jobs) == 1  # no hot retry loop
 
 
+def _ready_on_cpu(cluster: handle.Cluster, namespace: str, name: str) -> None:
+    """A CPU model with an HPA range, converted (its Job released once) and Ready."""
+    cluster.apply(
+        op.model(name, devices=["cpu"], replicas={"min": 1, "max": 3}), namespace=namespace
+    )
+    _release_once(cluster, namespace)
+    op.wait_phase(cluster, namespace, name, "Ready", timeout=60)
+
+
 def test_deletion_removes_everything_owned(
     cluster: handle.Cluster, operator: op.Operator, namespace: str
 ) -> None:
-    cluster.apply(
-        op.model("gone", devices=["cpu"], replicas={"min": 1, "max": 3}), namespace=namespace
-    )
-    _release_once(cluster, namespace)
-    op.wait_phase(cluster, namespace, "gone", "Ready", timeout=60)
+    _ready_on_cpu(cluster, namespace, "gone")
     kinds = "deployments,services,hpa,pdb,jobs"
     assert cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.count("\n") == 6
     cluster.kubectl("delete", "inferencemodel", "gone", "-n", namespace, "--wait=true")
@@ -304,3 +314,63 @@ def test_two_replicas_with_peering_one_active(
         for replica in replicas:
             replica.stop()
         cluster.kubectl("delete", "clusterkopfpeering", "inferplane", "--ignore-not-found")
+
+
+def _children(cluster: handle.Cluster, namespace: str) -> dict[str, str]:
+    """kind/name → uid of the model's children (the Job aside)."""
+    listed = cluster.get("deployments,services,hpa,pdb", namespace=namespace)
+    return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["uid"] for o in listed}
+
+
+def test_a_child_deleted_by_hand_is_recreated(
+    cluster: handle.Cluster, operator: op.Operator, namespace: str
+) -> None:
+    """The deletion event of any child wakes its model (the cache then lacks the child)."""
+    _ready_on_cpu(cluster, namespace, "mended")
+    before = _children(cluster, namespace)
+    assert len(before) == 5  # Deployment, two Services, HPA, PDB
+    gone = [name for name in before if not name.startswith("Deployment/")]
+    cluster.kubectl("delete", *[n.lower() for n in gone], "-n", namespace, "--wait=true")
+    after = handle.wait_until(
+        lambda: (lambda now: now if now.keys() == before.keys() else None)(
+            _children(cluster, namespace)
+        ),
+        timeout=30,
+        what="the deleted children to come back",
+    )
+    assert all(after[name] != before[name] for name in gone)  # new objects, not the old ones
+    assert op.phase(cluster, namespace, "mended") == "Ready"
+
+
+def test_a_stale_cache_entry_does_not_lose_an_object(
+    cluster: handle.Cluster, operator: op.Operator, namespace: str
+) -> None:
+    """A cache that still holds a deleted child (as if its deletion event were lost): the
+    reconcile from the cache skips it, the resync's reconcile (``verify``) applies it again."""
+    cluster.apply(op.model("stale", devices=["cpu"]), namespace=namespace)
+    _release_once(cluster, namespace)
+    body = op.wait_phase(cluster, namespace, "stale", "Ready", timeout=60)
+    operator.stop()
+    indexes: dict[str, dict[Any, list[Any]]] = {}
+    for api_version, kind in handlers.CHILD_KINDS:
+        index = indexes.setdefault(kind, {})
+        for item in cluster.get(kube.PLURALS[kind], namespace=namespace):
+            for key, entry in cache.by_owner(item, api_version, kind).items():
+                index.setdefault(key, []).append(entry)
+    cluster.kubectl("delete", "service", "stale", "-n", namespace, "--wait=true")
+
+    async def reconcile_twice() -> tuple[int, int]:
+        async with kube.Kube(kube.load_config(str(cluster.kubeconfig))) as client:
+            settings = OperatorSettings(store=operator.store, conversion_labels=op.HOLD)
+            rt = handlers.Runtime(settings, client, cache=cache.Cache(indexes))
+            rt.inventory = Inventory.from_nodes(cluster.get("nodes"), settings.devices)
+            rt.remember(body)
+            await handlers.reconcile(rt, namespace, "stale")
+            trusted = client.writes
+            await handlers.reconcile(rt, namespace, "stale", verify=True)
+            return trusted, client.writes - trusted
+
+    trusted, verified = asyncio.run(reconcile_twice())
+    assert trusted == 0  # the cache claims the Service: nothing to do
+    assert verified == 1  # the Service, and nothing else, applied again
+    assert cluster.get("service", "stale", namespace=namespace)["spec"]["ports"]

@@ -6,7 +6,13 @@ liveness endpoint. The reconcile of a model — validate → observe → plan �
 in our own small work queue rather than in kopf's change handlers: it is level-based (the same
 result whatever event woke it), keeps no progress annotations on the objects (no extra writes), and
 one queue deduplicates bursts of events. What wakes a model: any event on it, on a Job or
-Deployment it owns, a change of the cluster's device pools (Nodes), and a periodic resync.
+Deployment it owns, the deletion of any other child, a change of the cluster's device pools
+(Nodes), and a periodic resync.
+
+The reconcile reads no lists: the model's body comes from its latest event (or our own status
+patch's answer), the children from kopf indexes fed by the watches (``cache.py``). The resync
+trusts neither: it reads the model and every planned child from the API server, so an object the
+cache wrongly believes present is applied again.
 
 Writes are kept to what changed: objects carry a hash of the manifest last applied and are applied
 again only when it differs; the status is patched only when it differs.
@@ -30,6 +36,7 @@ import pydantic_settings
 from inferplane import errors
 from inferplane.api import v1alpha1
 from inferplane.artifacts import store as store_mod
+from inferplane.control import cache as cache_mod
 from inferplane.control import inventory as inventory_mod
 from inferplane.control import kube as kube_mod
 from inferplane.control import naming, observed, planner
@@ -45,7 +52,8 @@ CHILD_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
 )
-WORKERS = 16
+JOB = ("batch/v1", "Job")
+MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 RESYNC_S = 300.0
 MAX_BACKOFF_S = 60.0
 INVENTORY_DEBOUNCE_S = 1.0
@@ -60,9 +68,15 @@ class Runtime:
     kube: kube_mod.Kube
     nodes: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     inventory: Inventory = field(default_factory=Inventory)
+    cache: cache_mod.Cache = field(default_factory=cache_mod.Cache)
+    models: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """The latest body of every model, from its events and our status patches' answers."""
+    artifacts: dict[str, observed.Artifact] = field(default_factory=dict)
+    """Artifacts found in the store: a key names immutable content, so a hit is kept."""
     queue: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
     pending: set[tuple[str, str]] = field(default_factory=set)
-    known: set[tuple[str, str]] = field(default_factory=set)
+    verify: set[tuple[str, str]] = field(default_factory=set)
+    """Models whose next reconcile reads the API server instead of the cache (the resync)."""
     active: set[tuple[str, str]] = field(default_factory=set)
     """Models being reconciled: a model is never reconciled by two workers at once."""
     dirty: set[tuple[str, str]] = field(default_factory=set)
@@ -71,6 +85,11 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     inventory_dirty: bool = False
     reconciles: int = 0
+    queued_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    waited_s: float = 0.0
+    """Time models spent queued, in all (the scale benchmark reads it from the log)."""
+    busy_s: float = 0.0
+    """Time workers spent reconciling, in all."""
     _store: store_mod.Store | None = None
 
     def store(self) -> store_mod.Store:
@@ -79,13 +98,21 @@ class Runtime:
             self._store = store_mod.open_store(self.settings.store)
         return self._store
 
+    def remember(self, body: Mapping[str, Any]) -> None:
+        """Keep a model's body unless the one kept is newer."""
+        meta = body["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        kept = self.models.get(key)
+        if kept is None or cache_mod.version(body) >= cache_mod.version(kept):
+            self.models[key] = body
+
     def enqueue(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        self.known.add(key)
         if key in self.active:
             self.dirty.add(key)
         elif key not in self.pending:
             self.pending.add(key)
+            self.queued_at[key] = time.monotonic()
             self.queue.put_nowait(key)
 
     def refresh_inventory(self) -> bool:
@@ -118,24 +145,20 @@ def _status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, A
     return patch
 
 
-async def _lookup_artifacts(
-    rt: Runtime, spec: v1alpha1.InferenceModelSpec, targets: list[planner.Target]
-) -> dict[str, observed.Artifact]:
+async def _lookup_artifacts(rt: Runtime, keys: list[str]) -> dict[str, observed.Artifact]:
     """Store lookups for the keys the operator can compute itself (spec.source.sha256 given)."""
-    keys = [planner.known_key(spec, planner.target_options(spec, t)) for t in targets]
-    wanted = [k for k in keys if k]
-    if not wanted:
-        return {}
-    store = rt.store()
     found = {}
-    for key in wanted:
-        try:
-            manifest = await asyncio.to_thread(store.lookup, key)
-        except errors.StoreError as exc:
-            log.warning("store lookup of %s failed: %s", key, exc)
-            continue
-        if manifest is not None:
-            found[key] = observed.Artifact.from_manifest(manifest)
+    for key in keys:
+        if key not in rt.artifacts:
+            try:
+                manifest = await asyncio.to_thread(rt.store().lookup, key)
+            except errors.StoreError as exc:
+                log.warning("store lookup of %s failed: %s", key, exc)
+                continue
+            if manifest is None:
+                continue
+            rt.artifacts[key] = observed.Artifact.from_manifest(manifest)
+        found[key] = rt.artifacts[key]
     return found
 
 
@@ -170,20 +193,24 @@ async def _observe(
     spec: v1alpha1.InferenceModelSpec,
     targets: list[planner.Target],
     previous: v1alpha1.InferenceModelStatus | None,
+    *,
+    verify: bool,
 ) -> tuple[observed.Observed, dict[tuple[str, str], str | None]]:
+    """What exists for one model, from the cache (``verify``: Jobs from the API server)."""
     kube = rt.kube
-    artifacts = await _lookup_artifacts(rt, spec, targets)
+    keys = [planner.known_key(spec, planner.target_options(spec, t)) for t in targets]
+    artifacts = await _lookup_artifacts(rt, [k for k in keys if k])
     remembered = {t.job for t in previous.targets if t.key and t.job} if previous else set()
-    unknown = [
-        t
-        for t in targets
-        if planner.known_key(spec, planner.target_options(spec, t)) not in artifacts
-    ]
+    unknown = [t for t, key in zip(targets, keys, strict=True) if key not in artifacts]
     jobs = []
     for name in planner.conversion_jobs(spec, unknown):
         if name in remembered:
             continue  # converted before: the status has its key, the Job is not needed
-        job = await kube.get("batch/v1", "Job", name, namespace=model.namespace)
+        job = (
+            await kube.get(*JOB, name, namespace=model.namespace)
+            if verify
+            else rt.cache.job(model.namespace, name)
+        )
         if job is not None:
             jobs.append(job)
     pods: list[dict[str, Any]] = []
@@ -196,18 +223,8 @@ async def _observe(
             for pod in found:
                 await _result_from_log(rt, pod)
             pods += found
-    selector = {naming.MODEL_LABEL: naming.label_value(model.name)}
-    owned = []
-    deployments = []
-    for api_version, kind in CHILD_KINDS:
-        for item in await kube.list(api_version, kind, namespace=model.namespace, labels=selector):
-            refs = item["metadata"].get("ownerReferences") or []
-            if any(r.get("uid") == model.uid for r in refs):
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
-                owned.append(item)
-                if kind == "Deployment":
-                    deployments.append(item)
+    owned = rt.cache.owned(model.namespace, model.uid)
+    deployments = [o for o in owned if o["kind"] == "Deployment"]
     seen = observed.from_objects(
         jobs=jobs,
         pods=pods,
@@ -277,12 +294,32 @@ async def _invalid(rt: Runtime, body: Mapping[str, Any], problem: str) -> None:
     await _post_event(rt, body, planner.Event("Warning", "InvalidSpec", problem))
 
 
-async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
-    """validate → observe → plan → apply → status, for one InferenceModel."""
+async def _applied_hash(rt: Runtime, manifest: Mapping[str, Any]) -> str | None:
+    """The applied-hash annotation of the object as the API server has it (None: absent)."""
+    meta = manifest["metadata"]
+    current = await rt.kube.get(
+        manifest["apiVersion"], manifest["kind"], meta["name"], namespace=meta["namespace"]
+    )
+    if current is None:
+        return None
+    annotations: Mapping[str, str] = current["metadata"].get("annotations") or {}
+    return annotations.get(APPLIED_ANNOTATION)
+
+
+async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = False) -> None:
+    """validate → observe → plan → apply → status, for one InferenceModel.
+
+    From the cache, or with ``verify`` from the API server: the model, its Jobs and each object
+    the plan would skip as unchanged.
+    """
     rt.reconciles += 1
-    body = await rt.kube.get(v1alpha1.API_VERSION, v1alpha1.KIND, name, namespace=namespace)
+    body = rt.models.get((namespace, name))
+    if verify and body is not None:
+        body = await rt.kube.get(v1alpha1.API_VERSION, v1alpha1.KIND, name, namespace=namespace)
+        if body is not None:
+            rt.remember(body)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        rt.known.discard((namespace, name))
+        rt.models.pop((namespace, name), None)
         return  # owner references let the garbage collector remove the children
     try:
         spec = v1alpha1.validate_spec(body.get("spec"))
@@ -294,8 +331,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
     except ValueError:
         previous = None
     model = planner.Model.from_body(body)
-    targets, _ = planner.choose(spec, rt.inventory, rt.settings.devices)
-    seen, hashes = await _observe(rt, model, spec, targets, previous)
+    chosen = planner.choose(spec, rt.inventory, rt.settings.devices)
+    seen, hashes = await _observe(rt, model, spec, chosen[0], previous, verify=verify)
     plan = planner.plan(
         model=model,
         spec=spec,
@@ -304,14 +341,16 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
         previous=previous,
         settings=rt.settings,
         now=datetime.now(UTC),
+        chosen=chosen,
     )
     for manifest in plan.apply:
         manifest = _with_hash(manifest)
         key = (manifest["kind"], manifest["metadata"]["name"])
-        if hashes.get(key) == manifest["metadata"]["annotations"][APPLIED_ANNOTATION]:
+        applied = await _applied_hash(rt, manifest) if verify else hashes.get(key)
+        if applied == manifest["metadata"]["annotations"][APPLIED_ANNOTATION]:
             continue
         try:
-            await rt.kube.apply(manifest, manager=naming.FIELD_MANAGER)
+            rt.cache.wrote(await rt.kube.apply(manifest, manager=naming.FIELD_MANAGER))
         except errors.KubeError as exc:
             if manifest["kind"] == "Job" and exc.status == 422:
                 log.warning("job %s exists with another template: %s", key[1], exc)
@@ -319,11 +358,14 @@ async def reconcile(rt: Runtime, namespace: str, name: str) -> None:
             raise
     for api_version, kind, child in plan.delete:
         await rt.kube.delete(api_version, kind, child, namespace=namespace)
+        rt.cache.forget(kind, namespace, child)
     old = body.get("status") or {}
     patch = _status_patch(old, plan.status)
     if patch:
-        await rt.kube.patch_status(
-            v1alpha1.API_VERSION, v1alpha1.KIND, name, namespace=namespace, status=patch
+        rt.remember(
+            await rt.kube.patch_status(
+                v1alpha1.API_VERSION, v1alpha1.KIND, name, namespace=namespace, status=patch
+            )
         )
     for event in plan.events:
         await _post_event(rt, body, event)
@@ -334,8 +376,12 @@ async def _worker(rt: Runtime) -> None:
         key = await rt.queue.get()
         rt.pending.discard(key)
         rt.active.add(key)
+        verify = key in rt.verify
+        rt.verify.discard(key)
+        started = time.monotonic()
+        rt.waited_s += started - rt.queued_at.pop(key, started)
         try:
-            await reconcile(rt, *key)
+            await reconcile(rt, *key, verify=verify)
             rt.failures.pop(key, None)
         except errors.InferplaneError as exc:
             count = rt.failures.get(key, 0) + 1
@@ -347,6 +393,7 @@ async def _worker(rt: Runtime) -> None:
             log.exception("reconcile %s/%s crashed", *key)
             asyncio.get_running_loop().call_later(MAX_BACKOFF_S, rt.enqueue, *key)
         finally:
+            rt.busy_s += time.monotonic() - started
             rt.active.discard(key)
             if key in rt.dirty:
                 rt.dirty.discard(key)
@@ -354,10 +401,16 @@ async def _worker(rt: Runtime) -> None:
 
 
 async def _resync(rt: Runtime) -> None:
+    """Every model once per RESYNC_S, spread evenly over it, read from the API server."""
     while True:
-        await asyncio.sleep(RESYNC_S)
-        for key in list(rt.known):
-            rt.enqueue(*key)
+        keys = list(rt.models)
+        if not keys:
+            await asyncio.sleep(RESYNC_S)
+        for key in keys:
+            await asyncio.sleep(RESYNC_S / len(keys))
+            if key in rt.models:
+                rt.verify.add(key)
+                rt.enqueue(*key)
 
 
 def load_settings() -> OperatorSettings:
@@ -373,16 +426,21 @@ def _runtime(memo: Any) -> Runtime:
     return runtime
 
 
+def _index_id(kind: str) -> str:
+    return f"{kube_mod.PLURALS[kind]}_index"
+
+
 @kopf.on.startup()
-async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **indexes: Any) -> None:
     config = load_settings()
     settings.posting.enabled = False
-    kube = await kube_mod.Kube(kube_mod.load_config()).__aenter__()
-    rt = Runtime(config, kube)
+    kube = await kube_mod.Kube(kube_mod.load_config(), connections=config.workers).__aenter__()
+    children = {kind: indexes[_index_id(kind)] for _, kind in CHILD_KINDS}
+    rt = Runtime(config, kube, cache=cache_mod.Cache(children, indexes[_index_id(JOB[1])]))
     for node in await kube.list("v1", "Node"):
         rt.nodes[node["metadata"]["name"]] = node
     rt.refresh_inventory()
-    rt.tasks = [asyncio.create_task(_worker(rt)) for _ in range(WORKERS)]
+    rt.tasks = [asyncio.create_task(_worker(rt)) for _ in range(config.workers)]
     rt.tasks.append(asyncio.create_task(_resync(rt)))
     memo.runtime = rt
     log.info("inferplane operator started: %d device pools", len(rt.inventory.pools))
@@ -394,16 +452,26 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     for task in rt.tasks:
         task.cancel()
     await rt.kube.__aexit__()
-    log.info("reconciles: %d; API writes: %d", rt.reconciles, rt.kube.writes)
+    log.info(
+        "reconciles: %d; API writes: %d; queued %.0f s, reconciling %.0f s in all",
+        rt.reconciles, rt.kube.writes, rt.waited_s, rt.busy_s,
+    )  # fmt: skip
 
 
 @kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
-async def model_event(*, memo: Any, namespace: str | None, name: str, type: str, **_: Any) -> None:
+async def model_event(
+    *, memo: Any, namespace: str | None, name: str, type: str, body: kopf.Body, **_: Any
+) -> None:
     rt = _runtime(memo)
+    key = (namespace or "", name)
     if type == "DELETED":
-        rt.known.discard((namespace or "", name))
+        rt.models.pop(key, None)
         return
-    rt.enqueue(namespace or "", name)
+    kept = rt.models.get(key)
+    if kept is not None and cache_mod.version(kept) == cache_mod.version(body):
+        return  # the answer to our own status patch, reconciled already
+    rt.remember(dict(body))
+    rt.enqueue(*key)
 
 
 def _enqueue_owners(rt: Runtime, namespace: str, body: Mapping[str, Any]) -> None:
@@ -414,16 +482,29 @@ def _enqueue_owners(rt: Runtime, namespace: str, body: Mapping[str, Any]) -> Non
             rt.enqueue(namespace, ref["name"])
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": naming.MANAGED_BY})
-async def job_event(*, memo: Any, namespace: str | None, body: kopf.Body, **_: Any) -> None:
-    _enqueue_owners(_runtime(memo), namespace or "", body)
+def _watch_children(api_version: str, kind: str) -> None:
+    """Index one kind of child for the cache, and wake its owners: on every event of Jobs and
+    Deployments (their status is what the model waits for), on the deletion of the rest."""
+    group, _, version = api_version.rpartition("/")
+    plural = kube_mod.PLURALS[kind]
+    keyed = cache_mod.by_name if (api_version, kind) == JOB else cache_mod.by_owner
+
+    @kopf.index(group, version, plural, labels=MANAGED, id=_index_id(kind))
+    async def index(*, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return dict(keyed(body, api_version, kind))
+
+    @kopf.on.event(group, version, plural, labels=MANAGED, id=f"{plural}_event")
+    async def event(
+        *, memo: Any, namespace: str | None, body: kopf.Body, type: str, **_: Any
+    ) -> None:
+        rt = _runtime(memo)
+        rt.cache.watched(kind, body)
+        if kind in ("Deployment", "Job") or type == "DELETED":
+            _enqueue_owners(rt, namespace or "", body)
 
 
-@kopf.on.event(
-    "apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": naming.MANAGED_BY}
-)
-async def deployment_event(*, memo: Any, namespace: str | None, body: kopf.Body, **_: Any) -> None:
-    _enqueue_owners(_runtime(memo), namespace or "", body)
+for _api_version, _kind in (*CHILD_KINDS, JOB):
+    _watch_children(_api_version, _kind)
 
 
 @kopf.on.event("", "v1", "nodes")
@@ -455,8 +536,8 @@ def _node_pool(
 def _refresh(rt: Runtime) -> None:
     rt.inventory_dirty = False
     if rt.refresh_inventory():
-        log.info("device pools changed: re-planning %d models", len(rt.known))
-        for key in list(rt.known):
+        log.info("device pools changed: re-planning %d models", len(rt.models))
+        for key in list(rt.models):
             rt.enqueue(*key)
 
 

@@ -109,15 +109,17 @@ def path_of(
 class Kube:
     """An API-server connection. Use as ``async with Kube(config) as kube``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, connections: int = 32) -> None:
         self.config = config
+        self.connections = connections
+        """Most requests in flight at once (aiohttp's connection pool)."""
         self.writes = 0
         """API writes made (apply, patch, delete, create): the scale benchmark reports it."""
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Kube:
         headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
-        connector = aiohttp.TCPConnector(ssl=self.config.ssl, limit=32)
+        connector = aiohttp.TCPConnector(ssl=self.config.ssl, limit=self.connections)
         self._session = aiohttp.ClientSession(
             base_url=self.config.server,
             headers=headers,
@@ -231,9 +233,10 @@ class Kube:
 
     async def patch_status(
         self, api_version: str, kind: str, name: str, *, namespace: str, status: Mapping[str, Any]
-    ) -> None:
-        """Merge-patch the status subresource."""
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource; returns the object as patched."""
         path = path_of(api_version, kind, namespace=namespace, name=name) + "/status"
-        await self._call(
+        result: dict[str, Any] = await self._call(
             "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
         )
+        return result

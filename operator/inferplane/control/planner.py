@@ -480,9 +480,11 @@ def plan(
     previous: v1alpha1.InferenceModelStatus | None,
     settings: OperatorSettings,
     now: datetime,
+    chosen: tuple[list[Target], list[str]] | None = None,
 ) -> Plan:
-    """Everything to do for one InferenceModel, and the status that results."""
-    targets, skipped = choose(spec, inventory, settings.devices)
+    """Everything to do for one InferenceModel, and the status that results. ``chosen``: what
+    ``choose`` returned for this spec and inventory, when the caller has it already."""
+    targets, skipped = chosen or choose(spec, inventory, settings.devices)
     before = _previous(previous)
     works: list[_Work] = []
     for target in targets:

@@ -173,6 +173,9 @@ class OperatorSettings(BaseSettings):
     replicas with equal priorities would all pause."""
     log_level: str = "info"
     """Log level of the operator (debug, info, warning, error)."""
+    workers: int = Field(default=16, ge=1, le=256)
+    """Models reconciled at once. A reconcile mostly waits on the API server; more workers help
+    only while the API server has CPU to spare (docs/benchmarks.md, "Operator at scale")."""
 
     @field_validator("devices", mode="before")
     @classmethod

@@ -2,8 +2,8 @@
 """One conversion: source → store lookup → convert → verify → accuracy → publish.
 
 ``convert(Request)`` is the library entry (local mode uses it); ``main(**options)`` is what
-``inferplane convert`` runs when its standard-library fast path (``convert.hit``) cannot answer
-from the store. A store hit here too returns before anything heavy (MindSpore) is imported. Nothing is
+``inferplane convert`` runs when its standard-library fast path (``convert.hit``) cannot
+answer from the store. A store hit here too returns before MindSpore is imported. Nothing is
 written to the store until the artifact is complete and verified, so a failure at any step leaves
 the store as it was.
 

@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What the operator knows of the objects it owns, without asking the API server.
+
+An informer-style cache: kopf indexes, fed by the watches, hold the children (Deployments,
+Services, HPAs, PDBs) by owner — (namespace, model uid) — and conversion Jobs by name. kopf fills
+every index from its initial LIST before it calls any event handler, so even the first reconcile
+after a start sees every child that exists. Entries are slim copies (identity, the annotations
+the operator set, and what rollout state it reads): 1000 models' children stay a few MB.
+
+A reconcile also sees its own writes: the API server's answer to an apply is kept until the watch
+delivers that version or a newer one (or deletes the object), so a reconcile that runs before the
+watch event does not apply the object again. The cache can only be stale in one direction that
+matters — claiming an object that is gone — and the periodic resync reconciles without trusting it
+(``verify``). Pure: the handlers feed it; nothing here talks to the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferplane.api import v1alpha1
+
+Object = Mapping[str, Any]
+OwnerKey = tuple[str, str]
+"""(namespace, uid of the owning InferenceModel)."""
+NameKey = tuple[str, str]
+"""(namespace, name)."""
+Index = Mapping[Any, Collection[Object]]
+"""A kopf index (or any mapping of the same shape): key → the values of every object under it."""
+
+KEPT_STATUS = {"Deployment", "Job"}
+"""Kinds whose status the reconcile reads (rollout state; conversion outcome)."""
+
+
+def version(obj: Object) -> int:
+    """The object's resourceVersion as a number (comparable since Kubernetes 1.35, KEP-5504);
+    -1 if it has none."""
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def slim(obj: Object, api_version: str, kind: str) -> dict[str, Any]:
+    """The part of an object the reconcile reads: identity, owners, the operator's own
+    annotations, and for Deployments and Jobs the replica count and status."""
+    meta = obj["metadata"]
+    annotations = meta.get("annotations") or {}
+    kept: dict[str, Any] = {
+        "name": meta["name"],
+        "namespace": meta.get("namespace", ""),
+        "annotations": {k: v for k, v in annotations.items() if k.startswith("inferplane.io/")},
+    }
+    for name in ("uid", "resourceVersion", "generation", "ownerReferences"):
+        if name in meta:
+            kept[name] = meta[name]
+    out: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "metadata": kept}
+    if kind in KEPT_STATUS:
+        replicas = (obj.get("spec") or {}).get("replicas")
+        if replicas is not None:
+            out["spec"] = {"replicas": replicas}
+        out["status"] = obj.get("status") or {}
+    return out
+
+
+def owner_keys(obj: Object) -> list[OwnerKey]:
+    """The InferenceModels that own an object, as index keys."""
+    meta = obj["metadata"]
+    return [
+        (meta.get("namespace", ""), ref["uid"])
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("kind") == v1alpha1.KIND and ref.get("apiVersion", "").startswith(v1alpha1.GROUP)
+    ]
+
+
+def by_owner(obj: Object, api_version: str, kind: str) -> dict[OwnerKey, dict[str, Any]]:
+    """A child's index entries: its slim copy under each owning model."""
+    entry = slim(obj, api_version, kind)
+    return {key: entry for key in owner_keys(obj)}
+
+
+def by_name(obj: Object, api_version: str, kind: str) -> dict[NameKey, dict[str, Any]]:
+    """A conversion Job's index entry, under its name (Jobs are shared by models)."""
+    meta = obj["metadata"]
+    return {(meta.get("namespace", ""), meta["name"]): slim(obj, api_version, kind)}
+
+
+def _identity(obj: Object) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return (obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+@dataclass
+class Cache:
+    """Children by owner and Jobs by name: the watch-fed indexes plus the operator's own writes."""
+
+    children: Mapping[str, Index] = field(default_factory=dict)
+    """One index per child kind (kind → index by owner)."""
+    jobs: Index = field(default_factory=dict)
+    written: dict[tuple[str, str, str], Object] = field(default_factory=dict)
+    """(kind, namespace, name) → the API server's answer to our last apply, until watched."""
+
+    def owned(self, namespace: str, uid: str) -> list[Object]:
+        """Every child of one model, the newer of the watched and the written version."""
+        found: dict[tuple[str, str, str], Object] = {}
+        watched = [o for index in self.children.values() for o in index.get((namespace, uid), ())]
+        mine = [
+            o
+            for o in self.written.values()
+            if o["kind"] in self.children and (namespace, uid) in owner_keys(o)
+        ]
+        for obj in [*watched, *mine]:
+            kept = found.get(_identity(obj))
+            if kept is None or version(obj) > version(kept):
+                found[_identity(obj)] = obj
+        return list(found.values())
+
+    def job(self, namespace: str, name: str) -> Object | None:
+        mine = self.written.get(("Job", namespace, name))
+        watched = _newest(self.jobs.get((namespace, name), ()))
+        if mine is None or (watched is not None and version(watched) >= version(mine)):
+            return watched
+        return mine
+
+    def wrote(self, obj: Object) -> None:
+        """Remember the answer to an apply (a slim copy)."""
+        entry = slim(obj, obj["apiVersion"], obj["kind"])
+        self.written[_identity(entry)] = entry
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Drop our own copy (after we deleted the object)."""
+        self.written.pop((kind, namespace, name), None)
+
+    def watched(self, kind: str, obj: Object) -> None:
+        """A watch event (also a deletion): our copy is no longer needed once the watch has
+        caught up with it. A deletion's event carries a version newer than any the object had;
+        an older incarnation's deletion does not drop the copy of the one we just created."""
+        meta = obj["metadata"]
+        identity = (kind, meta.get("namespace", ""), meta["name"])
+        mine = self.written.get(identity)
+        if mine is not None and (version(obj) < 0 or version(obj) >= version(mine)):
+            del self.written[identity]
+
+
+def _newest(objects: Iterable[Object]) -> Object | None:
+    return max(objects, key=version, default=None)
