@@ -64,11 +64,17 @@ def main() -> None:
 @click.option(
     "--max-batch-size",
     type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Merge concurrent requests up to this many rows (1: batching off).",
+    help="Merge concurrent requests up to this many rows; a request over it gets 400 "
+    "(1: batching off). Default: up to 8 rows, and a larger request runs alone.",
 )
-@click.option("--max-queue-delay-ms", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option(
+    "--max-queue-delay-ms",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="How long the oldest request may wait for more rows (0: batch only what queued "
+    "while the model was busy).",
+)
 @click.option(
     "--max-queue",
     type=click.IntRange(1),
@@ -77,6 +83,13 @@ def main() -> None:
     help="Requests waiting beyond this answer 503 with Retry-After.",
 )
 @click.option("--max-request-bytes", type=click.IntRange(1), default=64 << 20, show_default=True)
+@click.option(
+    "--idle-timeout-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=75.0,
+    show_default=True,
+    help="Close keep-alive connections idle this long (above your proxy's idle timeout).",
+)
 @click.option(
     "--log-level",
     default="warning",

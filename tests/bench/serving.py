@@ -8,10 +8,16 @@ For each model (small MLP 64-128-10; heavy MLP 2048-2048-2048-10, 32 MB of weigh
 
 * the server: ``wrk`` (one thread, closed loop, a Lua script with the request) against
   ``python -m inferplane serve``; the client's own CPU is measured beside it;
-* the transport limit: the same uvicorn + httptools + uvloop stack answering every request with
-  the server's own response bytes, canned: no parsing, no inference;
-* the compute limit: the ONNX Runtime backend called in-process by as many threads as there are
-  connections, batch 1 (batching on: batches of ``--max-batch-size`` rows, counted in rows/s).
+* the transport limit: the same HTTP stack (``serving.http`` on httptools + uvloop) answering
+  every request with the server's own response bytes, canned: no parsing, no inference;
+* the compute limit: the ONNX Runtime backend (the server's own session options) called
+  in-process with as many rows in flight as the clients keep: c threads at batch 1; batching
+  on, c / max-batch-size threads on batches of min(c, max-batch-size) rows, in rows/s. Printed
+  beside it, the previous definition for batching (c threads of full batches);
+* for reference, the small model's canned answer on uvicorn (the stack the server used before).
+
+Batching: "off" is ``--max-batch-size 1``; "default (8)" is ``serve`` without batching options
+(opportunistic, up to 8 rows, no delay).
 
 It prints one table (markdown) with ratios: server / min(compute, transport), and cold start.
 On a shared machine throughput follows the CPU share a process gets; the CPU each request costs
@@ -192,6 +198,24 @@ def compute_limit(model: Path, threads: int, rows: int, duration: float) -> floa
 
 
 TRANSPORT = """
+import asyncio, socket, sys, uvloop
+from inferplane.serving.http import HttpServer, Response
+body = open(sys.argv[2], "rb").read()
+extra = b"inference-header-content-length: %s\\r\\n" % sys.argv[4].encode()
+extra = b"" if sys.argv[4] == "-" else extra
+canned = Response(200, body, sys.argv[3].encode(), extra)
+ready = Response(200, b"")
+def handler(request):
+    return ready if request.path == "/v2/health/ready" else canned
+async def main():
+    sock = socket.create_server(("127.0.0.1", int(sys.argv[1])), backlog=2048)
+    sock.setblocking(False)
+    await HttpServer(handler, max_body=1 << 30).start(sock)
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+UVICORN_TRANSPORT = """
 import sys, uvicorn, uvloop
 body = open(sys.argv[2], "rb").read()
 headers = [(b"content-type", sys.argv[3].encode()), (b"content-length", b"%d" % len(body))]
@@ -201,10 +225,6 @@ start = {"type": "http.response.start", "status": 200, "headers": headers}
 end = {"type": "http.response.body", "body": body}
 async def app(scope, receive, send):
     if scope["type"] != "http":
-        return
-    if scope["path"] == "/v2/health/ready":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
         return
     message = await receive()
     while message.get("more_body"):
@@ -216,6 +236,7 @@ config = uvicorn.Config(app, port=int(sys.argv[1]), http="httptools", loop="none
                         server_header=False, proxy_headers=False, backlog=2048)
 uvloop.run(uvicorn.Server(config).serve())
 """
+"""The stack the server ran on before (uvicorn's ASGI layer): for reference only."""
 
 
 class Proc:
@@ -237,7 +258,7 @@ def inferplane(model: Path, *extra: str) -> Proc:
     return Proc([sys.executable, "-m", "inferplane", "serve", str(model), *extra])
 
 
-def canned(port: int, name: str, request: Request, workdir: Path) -> Proc:
+def canned(port: int, name: str, request: Request, workdir: Path, stack: str = TRANSPORT) -> Proc:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     conn.request("POST", f"/v2/models/{name}/infer", request.body, request.headers)
     response = conn.getresponse()
@@ -247,7 +268,7 @@ def canned(port: int, name: str, request: Request, workdir: Path) -> Proc:
     blob.write_bytes(body)
     header = response.getheader("Inference-Header-Content-Length") or "-"
     ctype = response.getheader("Content-Type") or "application/json"
-    return Proc([sys.executable, "-c", TRANSPORT, str(blob), ctype, header])
+    return Proc([sys.executable, "-c", stack, str(blob), ctype, header])
 
 
 def cold_start(model: Path, runs: int = 3) -> float:
@@ -285,35 +306,44 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     print(
         f"cold start (serve small.onnx until ready 200, median of 3): {cold_start(small):.2f} s\n"
     )
-    print("| model | batching | enc | c | server req/s | p50 ms | p99 ms | compute/s | "
-          "transport/s | server / min | server CPU µs/req | transport CPU µs/req | "
-          "client cores | server cores | errors |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    plans: list[tuple[str, Path, int, int, list[str], list[int]]] = [
-        ("small", small, 64, 1, [], [1, 8, 32]),
-        ("small", small, 64, 8, ["--max-batch-size", "8", "--max-queue-delay-ms", "0"], [8, 32]),
-        ("heavy", heavy, 2048, 1, [], [1, 8, 32]),
-        ("heavy", heavy, 2048, 32, ["--max-batch-size", "32", "--max-queue-delay-ms", "2"],
-         [8, 32]),
+    print(
+        "| model | batching | enc | c | server req/s | p50 ms | p99 ms | compute/s | "
+        "compute c x batch/s | transport/s | uvicorn canned/s | server / min | "
+        "server CPU µs/req | transport CPU µs/req | client cores | server cores | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    off = ["--max-batch-size", "1"]
+    plans: list[tuple[str, str, Path, int, int, list[str], list[int]]] = [
+        ("small", "off", small, 64, 1, off, [1, 8, 32]),
+        ("small", "default (8)", small, 64, 8, [], [1, 8, 32]),
+        ("heavy", "off", heavy, 2048, 1, off, [1, 8, 32]),
+        ("heavy", "max 32", heavy, 2048, 32,
+         ["--max-batch-size", "32", "--max-queue-delay-ms", "2"], [8, 32]),
     ]  # fmt: skip
     if args.quick:
-        plans = [(*plans[0][:5], [8]), (*plans[1][:5], [8])]
-    for name, path, features, batch, extra, concurrencies in plans:
+        plans = [(*plans[0][:6], [8]), (*plans[1][:6], [1, 8])]
+    for name, mode, path, features, batch, extra, concurrencies in plans:
         server = inferplane(path, *extra)
         try:
             for binary in (False, True) if not args.quick else (True,):
                 request = make_request(features, binary)
                 script = lua_script(request, work / f"{name}-{binary}.lua")
                 transport = canned(server.port, name, request, work)
+                reference = (
+                    canned(server.port, name, request, work, UVICORN_TRANSPORT)
+                    if name == "small"
+                    else None
+                )
                 try:
                     for c in concurrencies:
-                        row = measure(server, transport, f"/v2/models/{name}/infer", script, c,
-                                      path, batch, d)  # fmt: skip
-                        mode = "off" if batch == 1 else f"max {batch}"
+                        row = measure(server, transport, reference, f"/v2/models/{name}/infer",
+                                      script, c, path, batch, d)  # fmt: skip
                         print(f"| {name} | {mode} | {'binary' if binary else 'json'} | {c} | {row}",
                               flush=True)  # fmt: skip
                 finally:
                     transport.stop()
+                    if reference is not None:
+                        reference.stop()
         finally:
             server.stop()
 
@@ -321,6 +351,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
 def measure(
     server: Proc,
     transport: Proc,
+    reference: Proc | None,
     path: str,
     script: Path,
     c: int,
@@ -328,21 +359,34 @@ def measure(
     batch: int,
     duration: float,
 ) -> str:
-    """One table row (after the first four cells): server, limits, ratio, CPU."""
+    """One table row (after the first four cells): server, limits, ratio, CPU.
+
+    The compute limit keeps as many rows in flight as the clients do (c): c threads at batch
+    1; batched, c / batch threads on batches of min(c, batch) rows. The column after it is the
+    batched limit with c threads of full batches (c x batch rows in flight, which c clients
+    can never supply), the definition of the previous runs.
+    """
+    rows = min(c, batch)
+    threads = max(1, c // batch)
     wrk(server.port, path, script, c, 1, server.proc.pid)
-    compute = compute_limit(model, c, batch, 1.0)
-    # 1 s slices, alternating, so both sides see the same (shared) machine.
-    runs: dict[str, list[Load]] = {"server": [], "transport": []}
+    compute = compute_limit(model, threads, rows, 1.0)
+    wide = compute_limit(model, c, batch, 1.0) if batch > 1 else None
+    # 1 s slices, alternating, so every side sees the same (shared) machine.
+    runs: dict[str, list[Load]] = {"server": [], "transport": [], "reference": []}
     for _ in range(max(1, round(duration))):
         runs["server"].append(wrk(server.port, path, script, c, 1, server.proc.pid))
         runs["transport"].append(wrk(transport.port, "/x", script, c, 1, transport.proc.pid))
-        compute = max(compute, compute_limit(model, c, batch, 0.5))
+        if reference is not None:
+            runs["reference"].append(wrk(reference.port, "/x", script, c, 1, reference.proc.pid))
+        compute = max(compute, compute_limit(model, threads, rows, 0.5))
     s, t = merge(runs["server"]), merge(runs["transport"])
     limit = min(compute, t.rps)
     server_us = 1e6 * s.server_cores / s.rps
     transport_us = 1e6 * t.server_cores / t.rps
+    old = f"{merge(runs['reference']).rps:,.0f}" if reference is not None else "-"
     return (
-        f"{s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {compute:,.0f} | {t.rps:,.0f} | "
+        f"{s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {compute:,.0f} | "
+        f"{'-' if wide is None else f'{wide:,.0f}'} | {t.rps:,.0f} | {old} | "
         f"{100 * s.rps / limit:.0f} % | {server_us:.0f} | {transport_us:.0f} | "
         f"{s.client_cores:.2f} | {s.server_cores:.2f} | {s.errors} |"
     )

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -118,3 +121,51 @@ def test_graceful_shutdown_under_load(start_server: StartServer, heavy_onnx: Pat
     assert server.proc.wait(timeout=30) == 0
     with pytest.raises(OSError):
         server.request("GET", "/v2/health/live")
+
+
+def test_batching_is_on_by_default(start_server: StartServer, mlp_onnx: Path) -> None:
+    """Without options: opportunistic batching up to 8 rows; a larger request runs alone."""
+    server = start_server(mlp_onnx)
+    assert "batching up to 8 rows" in server.proc.stderr.readline()  # type: ignore[union-attr]
+    x = np.random.default_rng(3).standard_normal((20, 64)).astype(np.float32)
+    status, body = binary_infer(server, "mlp", x)
+    assert status == 200, body
+    np.testing.assert_allclose(
+        binary_output(body, 20, 10), run_ort(mlp_onnx, {"x": x})["y"], rtol=1e-5, atol=1e-6
+    )
+    text = server.metrics()
+    assert metric_value(text, "inferplane_batch_size_bucket", le="16.0") == 0
+    assert metric_value(text, "inferplane_batch_size_sum") == 20
+
+
+def test_batches_form_full_behind_a_slow_backend(
+    start_server: StartServer, heavy_onnx: Path
+) -> None:
+    """32 requests sent together, max 8 rows: a few full batches, not a trickle of small ones."""
+    server = start_server(heavy_onnx, "--max-batch-size", "8", "--max-queue-delay-ms", "200")
+    x = np.ones((1, 2048), np.float32)
+    header = json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2048],
+                     "parameters": {"binary_data_size": x.nbytes}}]}
+    ).encode()  # fmt: skip
+    connections = [http.client.HTTPConnection(server.url, timeout=60) for _ in range(32)]
+    for conn in connections:
+        conn.connect()
+    barrier = threading.Barrier(len(connections))
+
+    def call(conn: http.client.HTTPConnection) -> int:
+        barrier.wait()
+        conn.request("POST", "/v2/models/heavy/infer", header + x.tobytes(),
+                     {"Inference-Header-Content-Length": str(len(header))})  # fmt: skip
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        return response.status
+
+    with ThreadPoolExecutor(len(connections)) as pool:
+        assert list(pool.map(call, connections)) == [200] * len(connections)
+    text = server.metrics()
+    batches = metric_value(text, "inferplane_batch_size_count")
+    full = batches - metric_value(text, "inferplane_batch_size_bucket", le="4.0")
+    assert metric_value(text, "inferplane_batch_size_bucket", le="8.0") == batches
+    assert batches <= 6 and full >= 3, text

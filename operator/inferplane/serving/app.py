@@ -1,35 +1,33 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The HTTP app: a hand-written ASGI callable for the V2 REST routes.
+"""The V2 REST routes: one handler from an HTTP request to a response, over one DataPlane.
 
 No framework: routing is a dict lookup on the exact path for the served model's routes (built
 once), with a slower parse only for paths that will end in a 404. Every ``InferplaneError`` maps
 to a status code here and nowhere else, with the body ``{"error": "..."}``; anything unexpected
-is a 500 that is logged, and the server keeps serving.
+is a 500 that is logged, and the server keeps serving. Inline models answer synchronously; a
+request that waits for the batcher or the worker thread gets a future (callbacks, no task).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable
+from functools import partial
 
 from inferplane import errors
 from inferplane.serving import metrics as metrics_module
 from inferplane.serving import protocol
-from inferplane.serving.dataplane import DataPlane
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from inferplane.serving.dataplane import DataPlane, Reply
+from inferplane.serving.http import Request, Response
 
 log = logging.getLogger("inferplane.serving")
 
-_JSON_TYPE = (b"content-type", b"application/json")
 OCTETS = b"application/octet-stream"
-_LIVE = b'{"live":true}'
-_READY = b'{"ready":true}'
+_LIVE = Response(200, b'{"live":true}')
+_READY = Response(200, b'{"ready":true}')
+_METRICS_TYPE = metrics_module.CONTENT_TYPE.encode()
 
 # Route kinds.
 _INFER, _MODEL_META, _MODEL_READY = 1, 2, 3
@@ -48,7 +46,7 @@ def status_of(exc: errors.InferplaneError) -> int:
 
 
 class App:
-    """The ASGI app for one DataPlane; ``max_request_bytes`` bounds every body."""
+    """The request handler for one DataPlane; ``max_request_bytes`` bounds every body."""
 
     def __init__(self, dataplane: DataPlane, *, max_request_bytes: int) -> None:
         self.dataplane = dataplane
@@ -62,143 +60,127 @@ class App:
             self._routes[base] = (_MODEL_META, version)
             self._routes[base + "/ready"] = (_MODEL_READY, version)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
+    def __call__(self, request: Request) -> Response | Awaitable[Response]:
+        path = request.path
         route = self._routes.get(path)
         try:
             if route is not None and route[0] == _INFER:
-                if scope["method"] != "POST":
+                if request.method != b"POST":
                     raise errors.ProtocolError(f"{path} takes POST")
-                await self._infer(scope, receive, send)
-                return
+                return self._infer(request)
             if route is None:
-                await self._other(path, scope["method"], send)
-                return
-            if scope["method"] not in ("GET", "HEAD"):
+                return self._other(path, request.method)
+            if request.method not in (b"GET", b"HEAD"):
                 raise errors.ProtocolError(f"{path} takes GET")
-            await self._model_route(route[0], send)
+            return self._model_route(route[0])
         except errors.InferplaneError as exc:
-            await _error(send, exc)
+            return _error(exc)
 
-    async def _model_route(self, kind: int, send: Send) -> None:
+    def _model_route(self, kind: int) -> Response:
         plane = self.dataplane
         if kind == _MODEL_META:
-            await _respond(send, 200, plane.metadata())
-        elif plane.ready:
-            await _respond(send, 200, _READY)
-        else:
-            raise errors.Unavailable(f"model '{plane.name}' is loading")
+            return Response(200, plane.metadata())
+        if plane.ready:
+            return _READY
+        raise errors.Unavailable(f"model '{plane.name}' is loading")
 
-    async def _other(self, path: str, method: str, send: Send) -> None:
+    def _other(self, path: str, method: bytes) -> Response:
         plane = self.dataplane
         if path.startswith("/v2/models/"):
             parts = path[len("/v2/models/") :].split("/")
             version = parts[2] if len(parts) >= 3 and parts[1] == "versions" else None
             plane.check_model(parts[0], version)
             raise errors.ModelNotFound(f"no route {path}")
-        if method not in ("GET", "HEAD"):
+        if method not in (b"GET", b"HEAD"):
             raise errors.ProtocolError(f"{path} takes GET")
         if path == "/v2/health/live":
-            await _respond(send, 200, _LIVE)
-        elif path == "/v2/health/ready":
+            return _LIVE
+        if path == "/v2/health/ready":
             if not plane.ready:
                 raise errors.Unavailable("the model is loading")
-            await _respond(send, 200, _READY)
-        elif path in ("/v2", "/v2/"):
-            await _respond(send, 200, plane.server_metadata)
-        elif path == "/metrics":
-            body = plane.metrics.render()
-            headers = [
-                (b"content-type", metrics_module.CONTENT_TYPE.encode()),
-                (b"content-length", b"%d" % len(body)),
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-        else:
-            raise errors.ModelNotFound(f"no route {path}")
+            return _READY
+        if path in ("/v2", "/v2/"):
+            return Response(200, plane.server_metadata)
+        if path == "/metrics":
+            return Response(200, plane.metrics.render(), _METRICS_TYPE)
+        raise errors.ModelNotFound(f"no route {path}")
 
-    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _infer(self, request: Request) -> Response | Awaitable[Response]:
         started = time.perf_counter()
         plane = self.dataplane
-        metrics = plane.metrics
-        metrics.in_flight += 1
-        outcome = "success"
+        plane.metrics.in_flight += 1
         try:
-            header_length: int | None = None
             limit = self.max_request_bytes
-            for key, value in scope["headers"]:
-                if key == b"content-length":
-                    if int(value) > limit:
-                        raise errors.RequestTooLarge(
-                            f"request body of {int(value)} bytes is over the limit of {limit}"
-                        )
-                elif key == b"inference-header-content-length":
-                    try:
-                        header_length = int(value)
-                    except ValueError:
-                        raise errors.ProtocolError(
-                            f"Inference-Header-Content-Length {value!r} is not an integer"
-                        ) from None
-            body = await _read_body(receive, limit)
-            payload, json_length = await plane.infer(body, header_length)
-            if json_length is None:
-                headers = [_JSON_TYPE, (b"content-length", b"%d" % len(payload))]
-            else:
-                headers = [
-                    (b"content-type", OCTETS),
-                    (b"content-length", b"%d" % len(payload)),
-                    (b"inference-header-content-length", b"%d" % json_length),
-                ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
-        except errors.InferplaneError as exc:
-            outcome = _OUTCOMES.get(status_of(exc), "server_error")
-            if outcome == "server_error":
-                log.error("inference failed: %s", exc)
-            await _error(send, exc)
-        except Exception:
-            outcome = "server_error"
-            log.exception("inference failed")
-            await _error(send, errors.BackendError("internal error; see the server log"))
-        finally:
-            metrics.in_flight -= 1
-            metrics.count(outcome)
-            metrics.request_seconds.observe(time.perf_counter() - started)
+            if request.over_limit:
+                size = request.headers.get(b"content-length", b"")
+                raise errors.RequestTooLarge(
+                    f"request body of {int(size)} bytes is over the limit of {limit}"
+                    if size.isdigit()
+                    else f"request body is over the limit of {limit} bytes"
+                )
+            header_length: int | None = None
+            value = request.headers.get(b"inference-header-content-length")
+            if value is not None:
+                try:
+                    header_length = int(value)
+                except ValueError:
+                    raise errors.ProtocolError(
+                        f"Inference-Header-Content-Length {value!r} is not an integer"
+                    ) from None
+            reply = plane.infer(request.body, header_length)
+        except Exception as exc:
+            return self._finish(started, _failure(exc))
+        if isinstance(reply, tuple):
+            return self._finish(started, reply)
+        answer: asyncio.Future[Response] = reply.get_loop().create_future()
+        reply.add_done_callback(partial(self._finish_later, started, answer))
+        return answer
+
+    def _finish_later(
+        self, started: float, answer: asyncio.Future[Response], reply: asyncio.Future[Reply]
+    ) -> None:
+        if reply.cancelled():
+            answer.cancel()
+            return
+        exc = reply.exception()
+        if exc is None:
+            answer.set_result(self._finish(started, reply.result()))
+        elif isinstance(exc, Exception):
+            answer.set_result(self._finish(started, _failure(exc)))
+        else:
+            answer.set_exception(exc)
+
+    def _finish(self, started: float, result: Reply | errors.InferplaneError) -> Response:
+        metrics = self.dataplane.metrics
+        metrics.in_flight -= 1
+        metrics.request_seconds.observe(time.perf_counter() - started)
+        if isinstance(result, errors.InferplaneError):
+            metrics.count(_OUTCOMES.get(status_of(result), "server_error"))
+            return _error(result)
+        metrics.count("success")
+        payload, json_length = result
+        if json_length is None:
+            return Response(200, payload)
+        return Response(
+            200, payload, OCTETS, b"inference-header-content-length: %d\r\n" % json_length
+        )
 
 
 _OUTCOMES = {400: "client_error", 404: "not_found", 413: "too_large", 503: "unavailable"}
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise errors.RequestTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _failure(exc: Exception) -> errors.InferplaneError:
+    """Our errors as they are (a server-side one logged); anything else logged with its trace."""
+    if isinstance(exc, errors.InferplaneError):
+        if status_of(exc) == 500:
+            log.error("inference failed: %s", exc)
+        return exc
+    log.error("inference failed", exc_info=exc)
+    return errors.BackendError("internal error; see the server log")
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
-    headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _error(send: Send, exc: errors.InferplaneError) -> None:
-    status = status_of(exc)
-    body = protocol.error_body(str(exc))
-    headers = [_JSON_TYPE, (b"content-length", b"%d" % len(body))]
+def _error(exc: errors.InferplaneError) -> Response:
+    headers = b""
     if isinstance(exc, errors.Unavailable):
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after_s))).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        headers = b"retry-after: %d\r\n" % max(1, round(exc.retry_after_s))
+    return Response(status_of(exc), protocol.error_body(str(exc)), headers=headers)

@@ -73,7 +73,10 @@ class Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def submit(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    def submit(
+        self, inputs: dict[str, np.ndarray], rows: int
+    ) -> asyncio.Future[dict[str, np.ndarray]]:
+        """Queue one request; its outputs (its own rows) arrive in the future returned."""
         if len(self._queue) >= self._max_queue:
             raise errors.Unavailable(f"queue full ({self._max_queue} requests waiting); retry")
         loop = asyncio.get_running_loop()
@@ -88,7 +91,7 @@ class Batcher:
             and (self._rows >= self._max_rows or not self._waiting_for_more)
         ):
             wake.set_result(None)
-        return await item.future
+        return item.future
 
     async def _sleep(self, timeout: float | None) -> None:
         self._wake = asyncio.get_running_loop().create_future()

@@ -7,11 +7,14 @@ Metadata answers are serialized once, when the model is attached.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,16 +29,27 @@ INLINE_BELOW_S = 0.0002
 """Models whose warm-up run is faster than this run on the event loop thread itself."""
 
 
+T = TypeVar("T")
+U = TypeVar("U")
+
+Reply = tuple[bytes, int | None]
+"""A response body, and its JSON header's length when binary outputs follow it."""
+
 LAYOUT_CACHE = 256
 """Distinct binary request headers remembered (parsed and validated) before starting over."""
 
 
 @dataclass(frozen=True)
 class BatchSettings:
-    max_batch_size: int = 1
-    """Rows merged into one backend call (1: batching off)."""
-    max_queue_delay_s: float = 0.002
-    """How long the oldest request may wait for more rows."""
+    max_batch_size: int = 8
+    """Rows merged into one backend call (1: batching off). On by default, opportunistically
+    (no delay): a backend call then takes whatever queued while the previous one ran."""
+    max_queue_delay_s: float = 0.0
+    """How long the oldest request may wait for more rows (0: never wait, so c=1 latency does
+    not grow)."""
+    refuse_larger: bool = True
+    """A request of more than ``max_batch_size`` rows is refused (400); False: it runs alone,
+    unmerged (``inferplane serve`` without ``--max-batch-size``)."""
     max_queue: int = 1024
     """Requests waiting beyond this get 503 with Retry-After."""
 
@@ -121,38 +135,46 @@ class DataPlane:
             raise errors.Unavailable(f"model '{self.name}' is loading")
         return self.model_metadata
 
-    async def infer(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None]:
+    def infer(self, body: bytes, header_length: int | None) -> Reply | asyncio.Future[Reply]:
+        """The response body (and its JSON header's length when binary outputs follow).
+
+        Decoding, checks and inline models run right here; a request for the batcher (or the
+        worker thread) gets a future instead (callbacks, no task: cheaper per request).
+        """
         backend = self.backend
         if backend is None:
             raise errors.Unavailable(f"model '{self.name}' is loading")
+        request, rows = self._decode(body, header_length)
+        if self._batcher is not None:
+            encode = partial(protocol.encode_response, self.name, self.version, request)
+            return then(self._batcher.submit(request.inputs, rows), encode)
+        started = time.perf_counter()
+        results = backend.infer(request.inputs)
+        metrics = self.metrics
+        metrics.compute_seconds.observe(time.perf_counter() - started)
+        metrics.batch_size.observe(rows)
+        return protocol.encode_response(self.name, self.version, request, results)
+
+    def _decode(self, body: bytes, header_length: int | None) -> tuple[protocol.InferRequest, int]:
         cached = None
         if header_length is not None:
             key = body[:header_length]
             cached = self._layouts.get(key)
         if cached is not None and cached[0] == len(body):
             _, template, rows = cached
-            request = protocol.from_layout(template, body)
-        else:
-            request = protocol.parse_request(body, header_length)
-            rows = self._validate(request)
-            if request.outputs is not None:
-                for name, _ in request.outputs:
-                    if name not in self._outputs:
-                        raise errors.ProtocolError(f"unknown output '{name}'")
-            if request.layout is not None:
-                if len(self._layouts) >= LAYOUT_CACHE:
-                    self._layouts.clear()
-                template = dataclasses.replace(request, inputs={})  # keep no body alive
-                self._layouts[key] = (len(body), template, rows)
-        if self._batcher is None:
-            started = time.perf_counter()
-            results = backend.infer(request.inputs)
-            metrics = self.metrics
-            metrics.compute_seconds.observe(time.perf_counter() - started)
-            metrics.batch_size.observe(rows)
-        else:
-            results = await self._batcher.submit(request.inputs, rows)
-        return protocol.encode_response(self.name, self.version, request, results)
+            return protocol.from_layout(template, body), rows
+        request = protocol.parse_request(body, header_length)
+        rows = self._validate(request)
+        if request.outputs is not None:
+            for name, _ in request.outputs:
+                if name not in self._outputs:
+                    raise errors.ProtocolError(f"unknown output '{name}'")
+        if request.layout is not None:
+            if len(self._layouts) >= LAYOUT_CACHE:
+                self._layouts.clear()
+            template = dataclasses.replace(request, inputs={})  # keep no body alive
+            self._layouts[key] = (len(body), template, rows)
+        return request, rows
 
     def _validate(self, request: protocol.InferRequest) -> int:
         """Check inputs against the signature; return the request's rows (batch dimension)."""
@@ -181,12 +203,33 @@ class DataPlane:
         if len(request.inputs) != len(specs):
             missing = [n for n in specs if n not in request.inputs]
             raise errors.ProtocolError(f"missing input '{', '.join(missing)}'")
-        if self.batchable and rows > self.settings.max_batch_size:
+        if self.batchable and self.settings.refuse_larger and rows > self.settings.max_batch_size:
             raise errors.ProtocolError(
                 f"batch of {rows} rows is over the server's max batch size "
                 f"{self.settings.max_batch_size}"
             )
         return rows
+
+
+def then(future: asyncio.Future[T], step: Callable[[T], U]) -> asyncio.Future[U]:
+    """A future of ``step(future's result)``; an exception or cancellation passes through."""
+    chained: asyncio.Future[U] = future.get_loop().create_future()
+
+    def settle(done: asyncio.Future[T]) -> None:
+        if chained.done():
+            return
+        if done.cancelled():
+            chained.cancel()
+        elif (exc := done.exception()) is not None:
+            chained.set_exception(exc)
+        else:
+            try:
+                chained.set_result(step(done.result()))
+            except Exception as failure:
+                chained.set_exception(failure)
+
+    future.add_done_callback(settle)
+    return chained
 
 
 _DATATYPES: dict[tuple[str, int], str] = {

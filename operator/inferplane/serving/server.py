@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from inferplane import errors
 from inferplane.api.tensors import TensorSpec
 from inferplane.artifacts.manifest import MANIFEST_NAME, ArtifactManifest
@@ -38,6 +36,7 @@ from inferplane.devices import BACKEND_FOR_FORMAT, ArtifactFormat, BackendName, 
 from inferplane.serving.app import App
 from inferplane.serving.backends.base import Backend, ModelFiles
 from inferplane.serving.dataplane import BatchSettings, DataPlane
+from inferplane.serving.http import IDLE_TIMEOUT_S, HttpServer
 
 log = logging.getLogger("inferplane.serving")
 
@@ -88,6 +87,8 @@ class ServerSettings:
     log_level: str = "warning"
     graceful_timeout_s: int = 30
     """How long shutdown waits for in-flight requests."""
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    """Keep-alive connections idle this long are closed."""
 
 
 def create_backend(model: ServedModel) -> Backend:
@@ -159,23 +160,30 @@ def serve(
     device: str | None = None,
     network: str | None = None,
     inputs: Sequence[str] = (),
-    max_batch_size: int = 1,
-    max_queue_delay_ms: float = 2.0,
+    max_batch_size: int | None = None,
+    max_queue_delay_ms: float = 0.0,
     max_queue: int = 1024,
     max_request_bytes: int = 64 << 20,
+    idle_timeout_s: float = IDLE_TIMEOUT_S,
     log_level: str = "warning",
 ) -> None:
-    """``inferplane serve``: resolve PATH, then serve it until SIGINT/SIGTERM."""
+    """``inferplane serve``: resolve PATH, then serve it until SIGINT/SIGTERM.
+
+    ``max_batch_size`` None: opportunistic batching up to ``BatchSettings``' default rows, a
+    larger request running alone; given: a hard limit, a larger request is refused.
+    """
     model = resolve(path, name=name, backend=backend, device=device, network=network, inputs=inputs)
     settings = ServerSettings(
         host=host,
         port=port,
         batching=BatchSettings(
-            max_batch_size=max_batch_size,
+            max_batch_size=max_batch_size or BatchSettings.max_batch_size,
             max_queue_delay_s=max_queue_delay_ms / 1000.0,
             max_queue=max_queue,
+            refuse_larger=max_batch_size is not None,
         ),
         max_request_bytes=max_request_bytes,
+        idle_timeout_s=idle_timeout_s,
         log_level=log_level,
     )
     run(model, settings)
@@ -199,32 +207,6 @@ def run(
         uvloop.run(_main(model, settings, name, on_ready))
     except ImportError:  # uvloop is not on every platform; asyncio works, slower
         asyncio.run(_main(model, settings, name, on_ready))
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, but a signal means graceful shutdown and a normal return (exit 0).
-
-    uvicorn re-raises a captured signal after shutting down, which would end the process with
-    the signal's status instead of 0.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _on_signal(self, sig: int, frame: Any) -> None:
-        if self.should_exit:
-            self.force_exit = True
-        self.should_exit = True
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -293,55 +275,76 @@ async def _main(
     plane = DataPlane(served_name, settings=settings.batching)
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(
+    http = HttpServer(
         App(plane, max_request_bytes=settings.max_request_bytes),
-        http="httptools",
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_level=settings.log_level,
-        server_header=False,
-        proxy_headers=False,  # its middleware costs every request; the pod sits behind a Service
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
-        backlog=2048,
+        max_body=settings.max_request_bytes,
+        idle_timeout_s=settings.idle_timeout_s,
     )
-    server = _Server(config)
-    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    await http.start(sock)
+    with _stop_on_signals(http) as stopping:
+        try:
+            started = time.perf_counter()
+            loading = _load_in_thread(model, plane)
+            waiting: set[asyncio.Future[Any]] = {loading, stopping}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if not loading.done():
+                # A signal stopped the server while the model was loading: let the load finish
+                # (a runtime interrupted half-way through its import can abort the interpreter
+                # at exit), then release it, never answering ready.
+                await http.shutdown(settings.graceful_timeout_s)
+                with contextlib.suppress(Exception):
+                    (await loading).close()
+                return
+            backend = loading.result()
+            plane.attach(backend, load_seconds=time.perf_counter() - started)
+        except BaseException:
+            await http.shutdown(settings.graceful_timeout_s)
+            await plane.close()
+            raise
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        if on_ready is None:
+            batching = (
+                f"batching up to {settings.batching.max_batch_size} rows"
+                if plane.batchable
+                else "batching off"
+            )
+            print(
+                f"inferplane: model '{served_name}' ready at {url} "
+                f"({backend.platform}, {batching})",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            on_ready(url)
+        try:
+            await stopping
+            await http.shutdown(settings.graceful_timeout_s)
+        finally:
+            await plane.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(http: HttpServer) -> Generator[asyncio.Future[None], None, None]:
+    """A future set by SIGINT or SIGTERM (graceful stop); a second signal aborts what is left.
+
+    Only the main thread can take signals: elsewhere the future is never set by one.
+    """
+    loop = asyncio.get_running_loop()
+    stopping: asyncio.Future[None] = loop.create_future()
+
+    def on_signal() -> None:
+        if stopping.done():
+            http.abort()
+        else:
+            stopping.set_result(None)
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal)
     try:
-        started = time.perf_counter()
-        loading = _load_in_thread(model, plane)
-        waiting: set[asyncio.Future[Any]] = {loading, serving}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if not loading.done():
-            # A signal stopped the server while the model was loading: let the load finish
-            # (a runtime interrupted half-way through its import can abort the interpreter at
-            # exit), then release it, never answering ready.
-            await serving
-            with contextlib.suppress(Exception):
-                (await loading).close()
-            return
-        backend = loading.result()
-        plane.attach(backend, load_seconds=time.perf_counter() - started)
-    except BaseException:
-        server.should_exit = True
-        await serving
-        await plane.close()
-        raise
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    if on_ready is None:
-        batching = (
-            f"batching up to {settings.batching.max_batch_size} rows"
-            if plane.batchable
-            else "batching off"
-        )
-        print(
-            f"inferplane: model '{served_name}' ready at {url} ({backend.platform}, {batching})",
-            file=sys.stderr,
-            flush=True,
-        )
-    else:
-        on_ready(url)
-    try:
-        await serving
+        yield stopping
     finally:
-        await plane.close()
+        if threading.current_thread() is threading.main_thread():
+            for sig in signals:
+                loop.remove_signal_handler(sig)
