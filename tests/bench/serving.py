@@ -293,6 +293,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="small model, binary, c=8, batching off and on"
     )
+    parser.add_argument("--model", choices=["small", "heavy"], help="only this model's rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inferplane-bench-") as tmp:
         run_all(args, Path(tmp))
@@ -319,7 +320,10 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         ("heavy", "off", heavy, 2048, 1, off, [1, 8, 32]),
         ("heavy", "max 32", heavy, 2048, 32,
          ["--max-batch-size", "32", "--max-queue-delay-ms", "2"], [8, 32]),
+        ("heavy", "default (8)", heavy, 2048, 8, [], [32]),
     ]  # fmt: skip
+    if args.model:
+        plans = [p for p in plans if p[0] == args.model]
     if args.quick:
         plans = [(*plans[0][:6], [8]), (*plans[1][:6], [1, 8])]
     for name, mode, path, features, batch, extra, concurrencies in plans:
