@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,12 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from tests import models
+from tests.loopback import free_port
 
 from inferplane import local
 from inferplane.devices import DeviceClass
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -56,7 +49,7 @@ def example(tmp_path: Path) -> Path:
 
 
 def test_run_the_example_end_to_end(example: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "INFERPLANE_CACHE": str(tmp_path / "cache")}
     argv = [
         sys.executable, "-m", "inferplane", "run", str(example / "inferencemodel.yaml"),

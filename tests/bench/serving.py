@@ -45,17 +45,9 @@ from pathlib import Path
 
 import numpy as np
 from tests import models
+from tests.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_ready(port: int, timeout: float = 60.0) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from tests.cluster import build, components, pki, processes
 from tests.cluster.profile import Profile
+from tests.loopback import free_port
 
 ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 """Start order; ``down`` stops in reverse."""
@@ -246,7 +247,7 @@ def _up(
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     pki.generate(directory / "pki")
-    ports = {name: processes.free_port() for name in ("etcd-peer", *ORDER) if name != "kwok"}
+    ports = {name: free_port() for name in ("etcd-peer", *ORDER) if name != "kwok"}
     binaries = {name: str(build.binary_path(name)) for name in (*ORDER, "kubectl", "helm")}
     state = State(directory=directory, pids={}, binaries=binaries, ports=ports, profile=profile)
     server = state.server

@@ -7,19 +7,11 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:

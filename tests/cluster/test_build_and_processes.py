@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.cluster import build, processes, versions
+from tests.loopback import free_port
 
 
 @pytest.fixture
@@ -78,6 +79,6 @@ def test_stop_ends_a_process_it_started_and_only_that_binary(tmp_path: Path) -> 
 
 
 def test_free_ports_are_distinct_and_bindable() -> None:
-    ports = {processes.free_port() for _ in range(5)}
+    ports = {free_port() for _ in range(5)}
     assert len(ports) == 5
     assert all(1024 < p < 65536 for p in ports)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster import handle
+from tests.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "inferplane.io_inferencemodels.yaml"
@@ -43,12 +43,6 @@ def model(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Operator:
     """``python -m inferplane operator --standalone`` with settings from the environment."""
 
@@ -67,7 +61,7 @@ class Operator:
         self.log = log
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
-        self.port = _free_port()
+        self.port = free_port()
 
     def start(self) -> None:
         env = {

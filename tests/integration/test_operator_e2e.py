@@ -19,7 +19,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,15 +30,10 @@ import pytest
 from tests.cluster import handle
 from tests.e2e import operator_process as op
 from tests.integration.chart_identity import chart_operator_identity
+from tests.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LENET_DIR = ROOT / "examples" / "lenet"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _argv(command: list[str]) -> list[str]:
@@ -149,7 +143,7 @@ def test_lenet_end_to_end(
         if p["metadata"]["labels"].get("app.kubernetes.io/component") == "server"
     ]  # fmt: skip
     server = server_pod["spec"]["containers"][0]
-    port = _free_port()
+    port = free_port()
     argv = _option(_option(_argv(server["command"]), "--host", "127.0.0.1"), "--port", str(port))
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(argv, env=_env(server), stdout=log, stderr=subprocess.STDOUT)
