@@ -197,8 +197,8 @@ extra = b"inference-header-content-length: %s\\r\\n" % sys.argv[4].encode()
 extra = b"" if sys.argv[4] == "-" else extra
 canned = Response(200, body, sys.argv[3].encode(), extra)
 ready = Response(200, b"")
-def handler(request):
-    return ready if request.path == "/v2/health/ready" else canned
+def handler(request, respond):
+    respond(ready if request.path == "/v2/health/ready" else canned)
 async def main():
     sock = socket.create_server(("127.0.0.1", int(sys.argv[1])), backlog=2048)
     sock.setblocking(False)

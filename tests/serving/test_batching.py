@@ -169,3 +169,24 @@ def test_batches_form_full_behind_a_slow_backend(
     full = batches - metric_value(text, "inferplane_batch_size_bucket", le="4.0")
     assert metric_value(text, "inferplane_batch_size_bucket", le="8.0") == batches
     assert batches <= 6 and full >= 3, text
+
+
+def test_a_full_batch_does_not_wait_out_the_delay(
+    start_server: StartServer, mlp_onnx: Path
+) -> None:
+    """Four clients, max 4 rows, a 30 s delay: the fourth row runs the batch at once."""
+    server = start_server(mlp_onnx, "--max-batch-size", "4", "--max-queue-delay-ms", "30000")
+    rng = np.random.default_rng(11)
+    requests = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(4)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda x: binary_infer(server, "mlp", x), requests))
+    assert time.monotonic() - started < 15, "the batch waited out its delay"
+    for x, (status, body) in zip(requests, results, strict=True):
+        assert status == 200, body
+        np.testing.assert_allclose(
+            binary_output(body, 1, 10), run_ort(mlp_onnx, {"x": x})["y"], rtol=1e-5, atol=1e-6
+        )
+    text = server.metrics()
+    assert metric_value(text, "inferplane_batch_size_count") == 1
+    assert metric_value(text, "inferplane_batch_size_sum") == 4

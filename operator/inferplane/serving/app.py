@@ -4,23 +4,21 @@
 No framework: routing is a dict lookup on the exact path for the served model's routes (built
 once), with a slower parse only for paths that will end in a 404. Every ``InferplaneError`` maps
 to a status code here and nowhere else, with the body ``{"error": "..."}``; anything unexpected
-is a 500 that is logged, and the server keeps serving. Inline models answer synchronously; a
-request that waits for the batcher or the worker thread gets a future (callbacks, no task).
+is a 500 that is logged, and the server keeps serving. Inline models answer at once; a request
+that waits for the batcher or the worker thread is answered from the batcher's callback.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from functools import partial
 
 from inferplane import errors
 from inferplane.serving import metrics as metrics_module
 from inferplane.serving import protocol
 from inferplane.serving.dataplane import DataPlane, Reply
-from inferplane.serving.http import Request, Response
+from inferplane.serving.http import Request, Respond, Response
 
 log = logging.getLogger("inferplane.serving")
 
@@ -60,21 +58,24 @@ class App:
             self._routes[base] = (_MODEL_META, version)
             self._routes[base + "/ready"] = (_MODEL_READY, version)
 
-    def __call__(self, request: Request) -> Response | Awaitable[Response]:
+    def __call__(self, request: Request, respond: Respond) -> None:
         path = request.path
         route = self._routes.get(path)
         try:
             if route is not None and route[0] == _INFER:
                 if request.method != b"POST":
                     raise errors.ProtocolError(f"{path} takes POST")
-                return self._infer(request)
+                self._infer(request, respond)
+                return
             if route is None:
-                return self._other(path, request.method)
-            if request.method not in (b"GET", b"HEAD"):
+                response = self._other(path, request.method)
+            elif request.method not in (b"GET", b"HEAD"):
                 raise errors.ProtocolError(f"{path} takes GET")
-            return self._model_route(route[0])
+            else:
+                response = self._model_route(route[0])
         except errors.InferplaneError as exc:
-            return _error(exc)
+            response = _error(exc)
+        respond(response)
 
     def _model_route(self, kind: int) -> Response:
         plane = self.dataplane
@@ -105,10 +106,11 @@ class App:
             return Response(200, plane.metrics.render(), _METRICS_TYPE)
         raise errors.ModelNotFound(f"no route {path}")
 
-    def _infer(self, request: Request) -> Response | Awaitable[Response]:
+    def _infer(self, request: Request, respond: Respond) -> None:
         started = time.perf_counter()
         plane = self.dataplane
         plane.metrics.in_flight += 1
+        done = partial(self._finish, started, respond)
         try:
             limit = self.max_request_bytes
             if request.over_limit:
@@ -127,56 +129,50 @@ class App:
                     raise errors.ProtocolError(
                         f"Inference-Header-Content-Length {value!r} is not an integer"
                     ) from None
-            reply = plane.infer(request.body, header_length)
-        except Exception as exc:
-            return self._finish(started, _failure(exc))
-        if isinstance(reply, tuple):
-            return self._finish(started, reply)
-        answer: asyncio.Future[Response] = reply.get_loop().create_future()
-        reply.add_done_callback(partial(self._finish_later, started, answer))
-        return answer
-
-    def _finish_later(
-        self, started: float, answer: asyncio.Future[Response], reply: asyncio.Future[Reply]
-    ) -> None:
-        if reply.cancelled():
-            answer.cancel()
+        except errors.InferplaneError as exc:
+            done(exc)
             return
-        exc = reply.exception()
-        if exc is None:
-            answer.set_result(self._finish(started, reply.result()))
-        elif isinstance(exc, Exception):
-            answer.set_result(self._finish(started, _failure(exc)))
-        else:
-            answer.set_exception(exc)
+        try:
+            plane.infer(request.body, header_length, done)
+        except Exception as exc:  # raised before ``done`` was called: nothing was queued
+            done(_failure(exc))
 
-    def _finish(self, started: float, result: Reply | errors.InferplaneError) -> Response:
+    def _finish(
+        self, started: float, respond: Respond, result: Reply | errors.InferplaneError
+    ) -> None:
         metrics = self.dataplane.metrics
         metrics.in_flight -= 1
         metrics.request_seconds.observe(time.perf_counter() - started)
         if isinstance(result, errors.InferplaneError):
+            if status_of(result) == 500 and result is not _INTERNAL:
+                log.error("inference failed: %s", result)
             metrics.count(_OUTCOMES.get(status_of(result), "server_error"))
-            return _error(result)
+            respond(_error(result))
+            return
         metrics.count("success")
         payload, json_length = result
         if json_length is None:
-            return Response(200, payload)
-        return Response(
-            200, payload, OCTETS, b"inference-header-content-length: %d\r\n" % json_length
-        )
+            respond(Response(200, payload))
+        else:
+            respond(
+                Response(
+                    200, payload, OCTETS, b"inference-header-content-length: %d\r\n" % json_length
+                )
+            )
 
+
+_INTERNAL = errors.BackendError("internal error; see the server log")
+"""What the client gets for an unexpected exception (logged with its trace where caught)."""
 
 _OUTCOMES = {400: "client_error", 404: "not_found", 413: "too_large", 503: "unavailable"}
 
 
 def _failure(exc: Exception) -> errors.InferplaneError:
-    """Our errors as they are (a server-side one logged); anything else logged with its trace."""
+    """Our errors as they are; anything else logged with its trace, and a 500 without it."""
     if isinstance(exc, errors.InferplaneError):
-        if status_of(exc) == 500:
-            log.error("inference failed: %s", exc)
         return exc
     log.error("inference failed", exc_info=exc)
-    return errors.BackendError("internal error; see the server log")
+    return _INTERNAL
 
 
 def _error(exc: errors.InferplaneError) -> Response:

@@ -1,11 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """The dynamic batcher: queue requests, merge compatible ones along the batch dimension, split.
 
-One worker coroutine takes the oldest request and every queued request that agrees with it on
-all but the first dimension, up to ``max_batch_size`` rows. If fewer rows are queued it waits at
-most ``max_delay_s`` (counted from the oldest request's arrival) for more. It then runs the batch
-either inline on the event loop (models that take microseconds: a thread hop would cost more
-than the model) or on one worker thread, while the loop keeps parsing the next requests.
+A flush takes the oldest request and every queued request that agrees with it on all but the
+first dimension, up to ``max_batch_size`` rows. While fewer rows are queued it waits at most
+``max_delay_s`` (counted from the oldest request's arrival); with no delay it runs on the next
+loop turn, so whatever arrived in the same turn joins. The batch runs either inline on the event
+loop (models that take microseconds: a thread hop would cost more than the model) or on one
+worker thread, while the loop keeps parsing the next requests; one batch runs at a time.
+
+No future or task per request: each request carries an opaque token, and its rows (or the
+batch's error) go to ``deliver(token, outcome)``. That is a fraction of the cost of chaining
+futures, which matters when the model itself takes microseconds.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from inferplane import errors
 from inferplane.serving.metrics import Metrics
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Outcome = dict[str, np.ndarray] | errors.InferplaneError
+Deliver = Callable[[Any, Outcome], None]
 
 
 @dataclass(slots=True)
@@ -31,7 +38,7 @@ class _Item:
     inputs: dict[str, np.ndarray]
     rows: int
     key: tuple[Any, ...]
-    future: asyncio.Future[dict[str, np.ndarray]]
+    token: Any
     enqueued: float
 
 
@@ -44,6 +51,7 @@ class Batcher:
     def __init__(
         self,
         run: Run,
+        deliver: Deliver,
         *,
         max_batch_size: int,
         max_delay_s: float,
@@ -52,70 +60,100 @@ class Batcher:
         executor: Executor | None,
     ) -> None:
         self._run = run
+        self._deliver = deliver
         self._max_rows = max_batch_size
         self._max_delay = max_delay_s
         self._max_queue = max_queue
         self._metrics = metrics
         self._executor = executor
+        self._loop = asyncio.get_running_loop()
         self._queue: collections.deque[_Item] = collections.deque()
         self._rows = 0
-        self._wake: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pending: asyncio.Handle | asyncio.TimerHandle | None = None
+        """The scheduled flush (next loop turn, or when the oldest request's delay ends)."""
         self._waiting_for_more = False
-        """The worker is waiting out ``max_delay_s``: only a full batch should wake it early."""
+        """The scheduled flush waits out the delay: a full batch should not."""
+        self._busy = False
+        """A batch is running on the worker thread; the next flush follows its end."""
+        self._stopped = False
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._work())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    def submit(
-        self, inputs: dict[str, np.ndarray], rows: int
-    ) -> asyncio.Future[dict[str, np.ndarray]]:
-        """Queue one request; its outputs (its own rows) arrive in the future returned."""
+    def submit(self, inputs: dict[str, np.ndarray], rows: int, key: Any, token: Any) -> None:
+        """Queue one request (``key``: its ``batch_key``); its outcome goes to ``deliver``."""
+        if self._stopped:
+            raise errors.Unavailable("the server is stopping")
         if len(self._queue) >= self._max_queue:
             raise errors.Unavailable(f"queue full ({self._max_queue} requests waiting); retry")
-        loop = asyncio.get_running_loop()
-        item = _Item(inputs, rows, batch_key(inputs), loop.create_future(), time.perf_counter())
-        self._queue.append(item)
+        self._queue.append(_Item(inputs, rows, key, token, time.perf_counter()))
         self._rows += rows
         self._metrics.queue_depth = len(self._queue)
-        wake = self._wake
-        if (
-            wake is not None
-            and not wake.done()
-            and (self._rows >= self._max_rows or not self._waiting_for_more)
-        ):
-            wake.set_result(None)
-        return item.future
+        if self._busy:
+            return
+        pending = self._pending
+        if pending is None:
+            self._schedule()
+        elif self._waiting_for_more and self._rows >= self._max_rows:
+            pending.cancel()  # a full batch need not wait out the delay
+            self._waiting_for_more = False
+            self._pending = self._loop.call_soon(self._flush)
 
-    async def _sleep(self, timeout: float | None) -> None:
-        self._wake = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(self._wake, timeout)
-        except TimeoutError:
-            pass
-        finally:
-            self._wake = None
+    def stop(self) -> None:
+        """Refuse new requests and fail every queued one (a running batch still delivers)."""
+        self._stopped = True
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+            self._waiting_for_more = False
+        stopping = errors.Unavailable("the server is stopping")
+        while self._queue:
+            self._deliver(self._queue.popleft().token, stopping)
+        self._rows = 0
+        self._metrics.queue_depth = 0
 
-    async def _work(self) -> None:
-        while True:
-            if not self._queue:
-                self._waiting_for_more = False
-                await self._sleep(None)
-                continue
-            if self._max_delay > 0 and self._rows < self._max_rows:
-                left = self._queue[0].enqueued + self._max_delay - time.perf_counter()
-                if left > 0:
-                    self._waiting_for_more = True
-                    await self._sleep(left)
-                    self._waiting_for_more = False
-            batch = self._take()
-            await self._execute(batch)
+    def _schedule(self) -> None:
+        if not self._queue or self._stopped:
+            return
+        left = 0.0
+        if self._max_delay > 0 and self._rows < self._max_rows:
+            left = self._queue[0].enqueued + self._max_delay - time.perf_counter()
+        self._waiting_for_more = left > 0
+        if left > 0:
+            self._pending = self._loop.call_later(left, self._flush)
+        else:
+            self._pending = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._pending = None
+        self._waiting_for_more = False
+        batch = self._take()
+        started = time.perf_counter()
+        queue_seconds = self._metrics.queue_seconds
+        for item in batch:
+            queue_seconds.observe(started - item.enqueued)
+        inputs = (
+            batch[0].inputs
+            if len(batch) == 1
+            else {name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs}
+        )
+        if self._executor is None:
+            try:
+                results = self._run(inputs)
+            except Exception as exc:
+                self._finish(batch, started, _backend_error(exc))
+            else:
+                self._finish(batch, started, results)
+            return
+        self._busy = True
+        running = self._loop.run_in_executor(self._executor, self._run, inputs)
+        running.add_done_callback(lambda done: self._finished(batch, started, done))
+
+    def _finished(self, batch: list[_Item], started: float, done: asyncio.Future[Any]) -> None:
+        self._busy = False
+        if done.cancelled():
+            self._finish(batch, started, errors.Unavailable("the server is stopping"))
+        elif (exc := done.exception()) is not None:
+            self._finish(batch, started, _backend_error(exc))
+        else:
+            self._finish(batch, started, done.result())
 
     def _take(self) -> list[_Item]:
         first = self._queue.popleft()
@@ -134,42 +172,31 @@ class Batcher:
         self._metrics.queue_depth = len(self._queue)
         return batch
 
-    async def _execute(self, batch: list[_Item]) -> None:
-        started = time.perf_counter()
-        queue_hist = self._metrics.queue_seconds
-        for item in batch:
-            queue_hist.observe(started - item.enqueued)
-        if len(batch) == 1:
-            inputs = batch[0].inputs
-        else:
-            inputs = {
-                name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs
-            }
-        try:
-            if self._executor is None:
-                results = self._run(inputs)
-            else:
-                loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(self._executor, self._run, inputs)
-        except Exception as exc:  # the backend failed: every request of the batch gets it
-            error = (
-                exc
-                if isinstance(exc, errors.InferplaneError)
-                else errors.BackendError(f"backend failed: {exc}")
-            )
+    def _finish(self, batch: list[_Item], started: float, outcome: Outcome) -> None:
+        """Hand each request its rows (or the batch's error), then schedule the next batch."""
+        deliver = self._deliver
+        if isinstance(outcome, errors.InferplaneError):
             for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
-            return
-        self._metrics.compute_seconds.observe(time.perf_counter() - started)
-        self._metrics.batch_size.observe(sum(i.rows for i in batch))
-        if len(batch) == 1:
-            if not batch[0].future.done():
-                batch[0].future.set_result(results)
-            return
-        start = 0
-        for item in batch:
-            end = start + item.rows
-            if not item.future.done():
-                item.future.set_result({name: a[start:end] for name, a in results.items()})
-            start = end
+                deliver(item.token, outcome)
+        else:
+            metrics = self._metrics
+            metrics.compute_seconds.observe(time.perf_counter() - started)
+            if len(batch) == 1:
+                metrics.batch_size.observe(batch[0].rows)
+                deliver(batch[0].token, outcome)
+            else:
+                start = 0
+                for item in batch:
+                    end = start + item.rows
+                    deliver(item.token, {name: a[start:end] for name, a in outcome.items()})
+                    start = end
+                metrics.batch_size.observe(start)
+        if self._pending is None:
+            self._schedule()
+
+
+def _backend_error(exc: BaseException) -> errors.InferplaneError:
+    """The error every request of a failed batch gets."""
+    if isinstance(exc, errors.InferplaneError):
+        return exc
+    return errors.BackendError(f"backend failed: {exc}")

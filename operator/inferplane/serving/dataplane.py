@@ -7,14 +7,12 @@ Metadata answers are serialized once, when the model is attached.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -22,18 +20,18 @@ from inferplane import errors
 from inferplane.api.tensors import TensorSpec
 from inferplane.serving import codecs, protocol
 from inferplane.serving.backends.base import Backend
-from inferplane.serving.batching import Batcher
+from inferplane.serving.batching import Batcher, Outcome, batch_key
 from inferplane.serving.metrics import Metrics
 
 INLINE_BELOW_S = 0.0002
 """Models whose warm-up run is faster than this run on the event loop thread itself."""
 
 
-T = TypeVar("T")
-U = TypeVar("U")
-
 Reply = tuple[bytes, int | None]
 """A response body, and its JSON header's length when binary outputs follow it."""
+
+Done = Callable[["Reply | errors.InferplaneError"], None]
+"""Where a request's reply (or error) goes; called exactly once."""
 
 LAYOUT_CACHE = 256
 """Distinct binary request headers remembered (parsed and validated) before starting over."""
@@ -69,7 +67,7 @@ class DataPlane:
         self._specs: dict[str, TensorSpec] = {}
         self._outputs: set[str] = set()
         self._executor: ThreadPoolExecutor | None = None
-        self._layouts: dict[bytes, tuple[int, protocol.InferRequest, int]] = {}
+        self._layouts: dict[bytes, tuple[int, protocol.InferRequest, int, tuple[Any, ...]]] = {}
         """Binary requests by JSON header: a client sends the same header again and again."""
 
     @property
@@ -106,18 +104,18 @@ class DataPlane:
         if self.batchable or not self.inline:
             self._batcher = Batcher(
                 backend.infer,
+                self._deliver,
                 max_batch_size=self.settings.max_batch_size if self.batchable else 1,
                 max_delay_s=self.settings.max_queue_delay_s if self.batchable else 0.0,
                 max_queue=self.settings.max_queue,
                 metrics=self.metrics,
                 executor=self._executor,
             )
-            self._batcher.start()
         self.backend = backend
 
     async def close(self) -> None:
         if self._batcher is not None:
-            await self._batcher.stop()
+            self._batcher.stop()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         if self.backend is not None:
@@ -135,46 +133,69 @@ class DataPlane:
             raise errors.Unavailable(f"model '{self.name}' is loading")
         return self.model_metadata
 
-    def infer(self, body: bytes, header_length: int | None) -> Reply | asyncio.Future[Reply]:
-        """The response body (and its JSON header's length when binary outputs follow).
+    def infer(self, body: bytes, header_length: int | None, done: Done) -> None:
+        """Answer one request: ``done`` gets the response body (and its JSON header's length
+        when binary outputs follow it) or the error, now or once its batch has run.
 
-        Decoding, checks and inline models run right here; a request for the batcher (or the
-        worker thread) gets a future instead (callbacks, no task: cheaper per request).
+        A client mistake found while decoding raises here, before anything is queued.
         """
         backend = self.backend
         if backend is None:
             raise errors.Unavailable(f"model '{self.name}' is loading")
-        request, rows = self._decode(body, header_length)
+        request, rows, key = self._decode(body, header_length)
         if self._batcher is not None:
-            encode = partial(protocol.encode_response, self.name, self.version, request)
-            return then(self._batcher.submit(request.inputs, rows), encode)
+            self._batcher.submit(request.inputs, rows, key, (request, done))
+            return
         started = time.perf_counter()
-        results = backend.infer(request.inputs)
-        metrics = self.metrics
-        metrics.compute_seconds.observe(time.perf_counter() - started)
-        metrics.batch_size.observe(rows)
-        return protocol.encode_response(self.name, self.version, request, results)
+        try:
+            results = backend.infer(request.inputs)
+            metrics = self.metrics
+            metrics.compute_seconds.observe(time.perf_counter() - started)
+            metrics.batch_size.observe(rows)
+            reply: Reply | errors.InferplaneError = protocol.encode_response(
+                self.name, self.version, request, results
+            )
+        except errors.InferplaneError as exc:
+            reply = exc
+        done(reply)
 
-    def _decode(self, body: bytes, header_length: int | None) -> tuple[protocol.InferRequest, int]:
+    def _deliver(self, token: tuple[protocol.InferRequest, Done], outcome: Outcome) -> None:
+        """A batched request's rows (or its batch's error), encoded and handed to ``done``."""
+        request, done = token
+        if isinstance(outcome, errors.InferplaneError):
+            done(outcome)
+            return
+        try:
+            reply: Reply | errors.InferplaneError = protocol.encode_response(
+                self.name, self.version, request, outcome
+            )
+        except errors.InferplaneError as exc:
+            reply = exc
+        done(reply)
+
+    def _decode(
+        self, body: bytes, header_length: int | None
+    ) -> tuple[protocol.InferRequest, int, tuple[Any, ...]]:
         cached = None
         if header_length is not None:
-            key = body[:header_length]
-            cached = self._layouts.get(key)
+            header = body[:header_length]
+            cached = self._layouts.get(header)
         if cached is not None and cached[0] == len(body):
-            _, template, rows = cached
-            return protocol.from_layout(template, body), rows
+            _, template, rows, key = cached
+            return protocol.from_layout(template, body), rows, key
         request = protocol.parse_request(body, header_length)
         rows = self._validate(request)
         if request.outputs is not None:
             for name, _ in request.outputs:
                 if name not in self._outputs:
                     raise errors.ProtocolError(f"unknown output '{name}'")
+        key = batch_key(request.inputs)
         if request.layout is not None:
             if len(self._layouts) >= LAYOUT_CACHE:
                 self._layouts.clear()
             template = dataclasses.replace(request, inputs={})  # keep no body alive
-            self._layouts[key] = (len(body), template, rows)
-        return request, rows
+            self._layouts[header] = (len(body), template, rows, key)
+        return request, rows, key
 
     def _validate(self, request: protocol.InferRequest) -> int:
         """Check inputs against the signature; return the request's rows (batch dimension)."""
@@ -209,27 +230,6 @@ class DataPlane:
                 f"{self.settings.max_batch_size}"
             )
         return rows
-
-
-def then(future: asyncio.Future[T], step: Callable[[T], U]) -> asyncio.Future[U]:
-    """A future of ``step(future's result)``; an exception or cancellation passes through."""
-    chained: asyncio.Future[U] = future.get_loop().create_future()
-
-    def settle(done: asyncio.Future[T]) -> None:
-        if chained.done():
-            return
-        if done.cancelled():
-            chained.cancel()
-        elif (exc := done.exception()) is not None:
-            chained.set_exception(exc)
-        else:
-            try:
-                chained.set_result(step(done.result()))
-            except Exception as failure:
-                chained.set_exception(failure)
-
-    future.add_done_callback(settle)
-    return chained
 
 
 _DATATYPES: dict[tuple[str, int], str] = {

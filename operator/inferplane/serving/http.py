@@ -4,8 +4,8 @@
 Why not an ASGI server: for a small model its per-request layer (a scope dict, ``receive`` and
 ``send`` coroutines with message dicts, a task, two socket writes per response) cost the server
 more CPU than the model and our own parsing together. Here httptools' callbacks collect one
-request, the handler gets it as one object and returns a ``Response`` (or an awaitable of one,
-when the model runs later), and the response leaves in one ``transport.writelines``.
+request, the handler gets it as one object with a ``respond`` callback to call once, now or
+when the model has run (no task, no future per request), and the response leaves in one write.
 
 Kept from a general server: keep-alive (HTTP/1.1 default, HTTP/1.0 and ``Connection: close``),
 chunked request bodies (httptools decodes them), ``Expect: 100-continue``, pipelined requests
@@ -23,7 +23,7 @@ import logging
 import socket
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httptools
@@ -64,7 +64,9 @@ class Response:
     """Further header lines, each ending in CRLF."""
 
 
-Handler = Callable[[Request], "Response | Awaitable[Response]"]
+Respond = Callable[[Response], None]
+Handler = Callable[[Request, Respond], None]
+"""Called once per request; it calls ``respond`` exactly once, at once or later."""
 
 
 MAX_HEAD_BYTES = 64 << 10
@@ -158,7 +160,6 @@ class Connection(asyncio.Protocol):
         self._current: Request | None = None
         """The request being answered (at most one: later ones wait in ``_waiting``)."""
         self._waiting: collections.deque[Request] = collections.deque()
-        self._task: asyncio.Future[Response] | None = None
         self.idle_since: float | None = None
         """Loop time since when no request is in progress (None: one is)."""
 
@@ -268,32 +269,16 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, request: Request) -> None:
         self._current = request
         try:
-            result = self._handler(request)
+            self._handler(request, self._respond)
         except Exception:  # the handler answers every error itself; this is the safety net
             log.exception("request failed")
-            result = Response(500, _INTERNAL_ERROR)
-        if isinstance(result, Response):
-            self._respond(result)
-            return
-        # A future is taken as it is (ensure_future's checks cost more than the isinstance).
-        task = result if isinstance(result, asyncio.Future) else asyncio.ensure_future(result)
-        self._task = task
-        task.add_done_callback(self._on_done)
-
-    def _on_done(self, task: asyncio.Future[Response]) -> None:
-        self._task = None
-        if task.cancelled():
-            response = Response(503, b'{"error":"the server is stopping"}')
-        elif (exc := task.exception()) is not None:
-            log.error("request failed", exc_info=exc)
-            response = Response(500, _INTERNAL_ERROR)
-        else:
-            response = task.result()
-        self._respond(response)
+            if self._current is request:
+                self._respond(Response(500, _INTERNAL_ERROR))
 
     def _respond(self, response: Response) -> None:
         request = self._current
-        assert request is not None
+        if request is None:  # the connection was refused or aborted meanwhile
+            return
         self._current = None
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -351,7 +336,5 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
     def abort(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
         if self._transport is not None:
             self._transport.abort()
