@@ -23,6 +23,8 @@ from inferplane.serving import codecs, protocol
         ("INT64", [[1], [2]], [2, 1], np.array([[1], [2]], np.int64)),
         ("BOOL", [True, False, True], [1, 3], np.array([[True, False, True]])),
         ("FP32", [], [0, 4], np.zeros((0, 4), np.float32)),
+        ("FP32", [0.1, 1e-40, True, 2**40], [4], np.array([0.1, 1e-40, 1, 2**40], np.float32)),
+        ("FP64", [0.1, -3], [2], np.array([0.1, -3.0])),
     ],
 )
 def test_from_json(
@@ -48,6 +50,9 @@ def test_bytes_from_json_nested() -> None:
         ("FP32", [1, 2, 3], [2, 2], "needs 4"),
         ("FP32", [[1, 2], [3]], [3], "'t'"),
         ("FP32", ["x"], [1], "'t'"),
+        ("FP32", [1.0, "2.0"], [2], "not FP32"),
+        ("FP64", [1.0, None], [2], "not FP64"),
+        ("FP32", [1.0, [2.0]], [2], "'t'"),
         ("FP32", [1], [-1], "non-negative"),
         ("FP32", [1], "1", "non-negative"),
         ("FP16", [1.0], [1], "binary"),

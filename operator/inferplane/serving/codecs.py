@@ -7,6 +7,7 @@ views straight into the request body (``np.frombuffer``): the payload is never c
 
 from __future__ import annotations
 
+import array as pyarray
 import struct
 from typing import Any
 
@@ -19,6 +20,10 @@ DTYPES: dict[str, np.dtype[Any]] = {d.value: d.numpy for d in Datatype}
 """V2 datatype name -> numpy dtype (BYTES are object arrays of ``bytes``)."""
 
 DATATYPE_OF: dict[np.dtype[Any], str] = {v: k for k, v in DTYPES.items()}
+
+_FLAT_FLOATS = {4: "f", 8: "d"}
+"""Float itemsize -> ``array`` typecode: a flat list of numbers converts in C, without numpy's
+per-element type inference (about 3x faster for a small tensor)."""
 
 _JSON_KINDS: dict[str, str] = {"b": "b", "u": "biu", "i": "biu", "f": "biuf"}
 """Which JSON-decoded numpy kinds each target kind accepts (no silent float -> int truncation)."""
@@ -62,7 +67,14 @@ def from_json(name: str, datatype: str, shape: list[int], data: Any) -> np.ndarr
         return _bytes_from_json(name, shape, count, data)
     dtype = DTYPES[datatype]
     try:
-        if dtype.kind == "f":
+        if dtype.kind == "f" and data and type(data[0]) is not list:
+            typecode = _FLAT_FLOATS.get(dtype.itemsize)
+            array = (
+                np.frombuffer(pyarray.array(typecode, data), dtype)
+                if typecode is not None
+                else np.array(data, dtype=dtype)
+            )
+        elif dtype.kind == "f":
             array = np.array(data, dtype=dtype)
         else:
             raw = np.array(data)
