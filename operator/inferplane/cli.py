@@ -65,7 +65,7 @@ def main() -> None:
     "--max-batch-size",
     type=click.IntRange(1),
     help="Merge concurrent requests up to this many rows; a request over it gets 400 "
-    "(1: batching off). Default: up to 8 rows, and a larger request runs alone.",
+    "(1: batching off). Default: up to 32 rows, and a larger request runs alone.",
 )
 @click.option(
     "--max-queue-delay-ms",

@@ -124,18 +124,18 @@ def test_graceful_shutdown_under_load(start_server: StartServer, heavy_onnx: Pat
 
 
 def test_batching_is_on_by_default(start_server: StartServer, mlp_onnx: Path) -> None:
-    """Without options: opportunistic batching up to 8 rows; a larger request runs alone."""
+    """Without options: opportunistic batching up to 32 rows; a larger request runs alone."""
     server = start_server(mlp_onnx)
-    assert "batching up to 8 rows" in server.proc.stderr.readline()  # type: ignore[union-attr]
-    x = np.random.default_rng(3).standard_normal((20, 64)).astype(np.float32)
+    assert "batching up to 32 rows" in server.proc.stderr.readline()  # type: ignore[union-attr]
+    x = np.random.default_rng(3).standard_normal((40, 64)).astype(np.float32)
     status, body = binary_infer(server, "mlp", x)
     assert status == 200, body
     np.testing.assert_allclose(
-        binary_output(body, 20, 10), run_ort(mlp_onnx, {"x": x})["y"], rtol=1e-5, atol=1e-6
+        binary_output(body, 40, 10), run_ort(mlp_onnx, {"x": x})["y"], rtol=1e-5, atol=1e-6
     )
     text = server.metrics()
-    assert metric_value(text, "inferplane_batch_size_bucket", le="16.0") == 0
-    assert metric_value(text, "inferplane_batch_size_sum") == 20
+    assert metric_value(text, "inferplane_batch_size_bucket", le="32.0") == 0
+    assert metric_value(text, "inferplane_batch_size_sum") == 40
 
 
 def test_batches_form_full_behind_a_slow_backend(

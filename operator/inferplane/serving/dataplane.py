@@ -39,7 +39,7 @@ LAYOUT_CACHE = 256
 
 @dataclass(frozen=True)
 class BatchSettings:
-    max_batch_size: int = 8
+    max_batch_size: int = 32
     """Rows merged into one backend call (1: batching off). On by default, opportunistically
     (no delay): a backend call then takes whatever queued while the previous one ran."""
     max_queue_delay_s: float = 0.0
