@@ -43,8 +43,19 @@ class _Item:
 
 
 def batch_key(inputs: dict[str, np.ndarray]) -> tuple[Any, ...]:
-    """What two requests must share to be merged: names, dtypes and all dims but the first."""
-    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(inputs.items()))
+    """What two requests must share to be merged: names, dtypes and all dims but the first.
+
+    The dtype object itself (equal and hashed alike for aliases such as ``l`` and ``q``), not
+    ``dtype.str``, which builds a new string on each call: this runs once per JSON request.
+    """
+    if len(inputs) == 1:
+        for name, a in inputs.items():
+            return ((name, a.dtype, a.shape[1:]),)
+    return tuple(sorted(((name, a.dtype, a.shape[1:]) for name, a in inputs.items()), key=_name))
+
+
+def _name(part: tuple[Any, ...]) -> str:
+    return str(part[0])
 
 
 class Batcher:
