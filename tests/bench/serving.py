@@ -20,6 +20,9 @@ Batching: "off" is ``--max-batch-size 1``; "default (32)" is ``serve`` without b
 (opportunistic, up to 32 rows, no delay); "max 32, 2 ms" adds a 2 ms queue delay.
 
 It prints one table (markdown) with ratios: server / min(compute, transport), and cold start.
+The last two columns come from the server's own ``/metrics`` over its slices: rows per backend
+call, and milliseconds per call (from the batch's start to its results back on the event loop,
+the handoff to the worker thread included).
 On a shared machine throughput follows the CPU share a process gets; the CPU each request costs
 the server and the canned transport (process CPU time / requests) is printed beside it, since
 it does not depend on what else runs. Server and transport run in alternating 1 s slices; the
@@ -145,6 +148,24 @@ def wrk(port: int, path: str, script: Path, connections: int, duration: float, p
     if socket_errors:
         errors += sum(int(n) for n in re.findall(r"\d+", socket_errors[1]))
     return Load(rps, p50, p99, client, server, errors)
+
+
+def batch_stats(port: int) -> tuple[float, float, float]:
+    """The server's own counters: rows, backend calls and compute seconds so far."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+
+    def value(name: str) -> float:
+        match = re.search(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M)
+        return float(match[1]) if match else 0.0
+
+    return (
+        value("inferplane_batch_size_sum"),
+        value("inferplane_batch_size_count"),
+        value("inferplane_compute_duration_seconds_sum"),
+    )
 
 
 def merge(loads: list[Load]) -> Load:
@@ -302,9 +323,10 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     print(
         "| model | batching | enc | c | server req/s | p50 ms | p99 ms | compute/s | "
         "compute c x batch/s | transport/s | uvicorn canned/s | server / min | "
-        "server CPU µs/req | transport CPU µs/req | client cores | server cores | errors |"
+        "server CPU µs/req | transport CPU µs/req | client cores | server cores | errors | "
+        "rows/call | compute ms/call |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     off = ["--max-batch-size", "1"]
     plans: list[tuple[str, str, Path, int, int, list[str], list[int]]] = [
         ("small", "off", small, 64, 1, off, [1, 8, 32]),
@@ -369,12 +391,14 @@ def measure(
     wide = compute_limit(model, c, batch, 1.0) if batch > 1 else None
     # 1 s slices, alternating, so every side sees the same (shared) machine.
     runs: dict[str, list[Load]] = {"server": [], "transport": [], "reference": []}
+    before = batch_stats(server.port)
     for _ in range(max(1, round(duration))):
         runs["server"].append(wrk(server.port, path, script, c, 1, server.proc.pid))
         runs["transport"].append(wrk(transport.port, "/x", script, c, 1, transport.proc.pid))
         if reference is not None:
             runs["reference"].append(wrk(reference.port, "/x", script, c, 1, reference.proc.pid))
         compute = max(compute, compute_limit(model, threads, rows, 0.5))
+    rows_in, calls, seconds = (b - a for a, b in zip(before, batch_stats(server.port), strict=True))
     s, t = merge(runs["server"]), merge(runs["transport"])
     limit = min(compute, t.rps)
     server_us = 1e6 * s.server_cores / s.rps
@@ -384,7 +408,8 @@ def measure(
         f"{s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {compute:,.0f} | "
         f"{'-' if wide is None else f'{wide:,.0f}'} | {t.rps:,.0f} | {old} | "
         f"{100 * s.rps / limit:.0f} % | {server_us:.0f} | {transport_us:.0f} | "
-        f"{s.client_cores:.2f} | {s.server_cores:.2f} | {s.errors} |"
+        f"{s.client_cores:.2f} | {s.server_cores:.2f} | {s.errors} | "
+        f"{rows_in / max(calls, 1):.1f} | {1e3 * seconds / max(calls, 1):.2f} |"
     )
 
 
