@@ -1,10 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Dynamic batching under real concurrency, the queue bound, and graceful shutdown under load;
-and, in-process with a real ONNX Runtime backend, where the batcher runs a batch."""
+"""Dynamic batching under real concurrency, the queue bound, and graceful shutdown under load."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import signal
@@ -12,18 +10,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from tests import models
 from tests.serving.conftest import StartServer, binary_infer, binary_output, metric_value
 from tests.serving.test_server import run_ort
-
-from inferplane.serving.backends.base import ModelFiles
-from inferplane.serving.backends.onnxruntime import OnnxRuntimeBackend
-from inferplane.serving.batching import INLINE_BATCH_BELOW_S, Batcher, batch_key
-from inferplane.serving.metrics import Metrics
 
 
 @pytest.fixture(scope="module")
@@ -198,66 +190,3 @@ def test_a_full_batch_does_not_wait_out_the_delay(
     text = server.metrics()
     assert metric_value(text, "inferplane_batch_size_count") == 1
     assert metric_value(text, "inferplane_batch_size_sum") == 4
-
-
-def _placements(model: Path, row_seconds: float, requests: list[np.ndarray]) -> list[str]:
-    """Submit ``requests`` in one loop turn; the thread each batch ran on, in order."""
-    backend = OnnxRuntimeBackend(ModelFiles(path=model))
-    backend.load()
-    threads: list[str] = []
-
-    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        threads.append(threading.current_thread().name)
-        return backend.infer(inputs)
-
-    async def scenario() -> dict[int, Any]:
-        loop = asyncio.get_running_loop()
-        answers: dict[int, Any] = {}
-        finished = loop.create_future()
-
-        def deliver(token: int, outcome: Any) -> None:
-            answers[token] = outcome
-            if len(answers) == len(requests):
-                finished.set_result(None)
-
-        with ThreadPoolExecutor(1, thread_name_prefix="worker") as pool:
-            batcher = Batcher(
-                run,
-                deliver,
-                max_batch_size=4,
-                max_delay_s=0.0,
-                max_queue=16,
-                metrics=Metrics("m"),
-                executor=pool,
-                row_seconds=row_seconds,
-            )
-            for token, x in enumerate(requests):
-                inputs = {"x": x}
-                batcher.submit(inputs, len(x), batch_key(inputs), token)
-            await asyncio.wait_for(finished, 30)
-        return answers
-
-    answers = asyncio.run(scenario())
-    for token, x in enumerate(requests):
-        np.testing.assert_allclose(answers[token]["y"], backend.infer({"x": x})["y"], rtol=1e-5)
-    return threads
-
-
-def _rows(*counts: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(5)
-    return [rng.standard_normal((n, 64)).astype(np.float32) for n in counts]
-
-
-def test_a_short_lone_batch_runs_on_the_loop(mlp_onnx: Path) -> None:
-    assert _placements(mlp_onnx, INLINE_BATCH_BELOW_S / 100, _rows(1, 2)) == ["MainThread"]
-
-
-def test_a_long_batch_runs_on_the_worker(mlp_onnx: Path) -> None:
-    threads = _placements(mlp_onnx, INLINE_BATCH_BELOW_S, _rows(1, 2))
-    assert len(threads) == 1 and threads[0].startswith("worker")
-
-
-def test_a_batch_with_others_queued_behind_runs_on_the_worker(mlp_onnx: Path) -> None:
-    """Eight rows, max four per call: the first call leaves rows queued, the second does not."""
-    threads = _placements(mlp_onnx, INLINE_BATCH_BELOW_S / 100, _rows(4, 4))
-    assert threads[0].startswith("worker") and threads[1] == "MainThread"

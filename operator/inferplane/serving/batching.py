@@ -6,9 +6,7 @@ first dimension, up to ``max_batch_size`` rows. While fewer rows are queued it w
 ``max_delay_s`` (counted from the oldest request's arrival); with no delay it runs on the next
 loop turn, so whatever arrived in the same turn joins. The batch runs either inline on the event
 loop (models that take microseconds: a thread hop would cost more than the model) or on one
-worker thread, while the loop keeps parsing the next requests; one batch runs at a time. A batch
-that leaves nothing else queued and is expected to be short also runs on the loop (see
-``INLINE_BATCH_BELOW_S``).
+worker thread, while the loop keeps parsing the next requests; one batch runs at a time.
 
 No future or task per request: each request carries an opaque token, and its rows (or the
 batch's error) go to ``deliver(token, outcome)``. That is a fraction of the cost of chaining
@@ -29,12 +27,6 @@ import numpy as np
 
 from inferplane import errors
 from inferplane.serving.metrics import Metrics
-
-INLINE_BATCH_BELOW_S = 0.01
-"""A batch expected to take less than this runs on the event loop thread when no other request
-is queued: the loop has nothing else to do meanwhile, and the two thread handoffs (about 0.2 ms
-each on a busy 2-core machine) would only add latency. Longer batches always go to the worker
-thread, so that health checks and metrics scrapes are never held up for long."""
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 Outcome = dict[str, np.ndarray] | errors.InferplaneError
@@ -77,10 +69,7 @@ class Batcher:
         max_queue: int,
         metrics: Metrics,
         executor: Executor | None,
-        row_seconds: float = float("inf"),
     ) -> None:
-        """``row_seconds``: the expected time per row of a backend call (the warm-up run's),
-        renewed after every call; unknown (inf) never runs a batch on the loop thread."""
         self._run = run
         self._deliver = deliver
         self._max_rows = max_batch_size
@@ -98,7 +87,6 @@ class Batcher:
         self._busy = False
         """A batch is running on the worker thread; the next flush follows its end."""
         self._stopped = False
-        self._row_seconds = row_seconds
 
     def submit(self, inputs: dict[str, np.ndarray], rows: int, key: Any, token: Any) -> None:
         """Queue one request (``key``: its ``batch_key``); its outcome goes to ``deliver``."""
@@ -157,10 +145,7 @@ class Batcher:
             if len(batch) == 1
             else {name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs}
         )
-        rows = sum(i.rows for i in batch)
-        if self._executor is None or (
-            not self._queue and self._row_seconds * rows < INLINE_BATCH_BELOW_S
-        ):
+        if self._executor is None:
             try:
                 results = self._run(inputs)
             except Exception as exc:
@@ -201,17 +186,14 @@ class Batcher:
     def _finish(self, batch: list[_Item], started: float, outcome: Outcome) -> None:
         """Hand each request its rows (or the batch's error), then schedule the next batch."""
         deliver = self._deliver
-        elapsed = time.perf_counter() - started
         if isinstance(outcome, errors.InferplaneError):
             for item in batch:
                 deliver(item.token, outcome)
         else:
             metrics = self._metrics
-            metrics.compute_seconds.observe(elapsed)
-            rows = sum(i.rows for i in batch)
-            self._row_seconds = elapsed / max(rows, 1)
+            metrics.compute_seconds.observe(time.perf_counter() - started)
             if len(batch) == 1:
-                metrics.batch_size.observe(rows)
+                metrics.batch_size.observe(batch[0].rows)
                 deliver(batch[0].token, outcome)
             else:
                 start = 0

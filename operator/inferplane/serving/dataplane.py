@@ -63,8 +63,6 @@ class DataPlane:
         self.backend: Backend | None = None
         self.batchable = False
         self.inline = True
-        self.run_seconds = float("inf")
-        """The warm-up's fastest batch-1 run (inf until warmed up)."""
         self._batcher: Batcher | None = None
         self._specs: dict[str, TensorSpec] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -87,8 +85,7 @@ class DataPlane:
         inputs = backend.inputs
         sample = {s.name: _zeros(s, 1) for s in inputs}
         backend.infer(sample)
-        self.run_seconds = _fastest_run(lambda: backend.infer(sample))
-        self.inline = self.run_seconds < INLINE_BELOW_S
+        self.inline = _fastest_run(lambda: backend.infer(sample)) < INLINE_BELOW_S
         self.batchable = (
             self.settings.max_batch_size > 1
             and all(s.dynamic_batch for s in inputs)
@@ -116,7 +113,6 @@ class DataPlane:
                 max_queue=self.settings.max_queue,
                 metrics=self.metrics,
                 executor=self._executor,
-                row_seconds=self.run_seconds,
             )
         self.backend = backend
 
