@@ -499,7 +499,7 @@ def _watch_children(api_version: str, kind: str) -> None:
     ) -> None:
         rt = _runtime(memo)
         rt.cache.watched(kind, body)
-        if kind in ("Deployment", "Job") or type == "DELETED":
+        if kind in cache_mod.KEPT_STATUS or type == "DELETED":
             _enqueue_owners(rt, namespace or "", body)
 
 

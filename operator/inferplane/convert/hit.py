@@ -22,8 +22,7 @@ from inferplane import errors
 from inferplane.artifacts import uris
 from inferplane.artifacts.key import MANIFEST_NAME, artifact_key, sha256_file
 from inferplane.convert import progress, termination
-from inferplane.convert.target import Conversion, parse_batch
-from inferplane.devices import ArtifactFormat, DeviceClass
+from inferplane.convert.target import Conversion, cli_fields
 
 
 def answer(options: Mapping[str, Any], reporter: progress.Reporter) -> bool:
@@ -49,17 +48,7 @@ def _find(options: Mapping[str, Any]) -> tuple[Path, dict[str, Any]] | None:
     source = uris.local_path(options["source"])
     if root is None or source is None or not source.is_file():
         return None
-    device = options.get("device")
-    conversion = Conversion(
-        source_format=ArtifactFormat(options["source_format"]),
-        target=ArtifactFormat(options["target"]),
-        network=options.get("network"),
-        inputs=tuple(options.get("inputs") or ()),
-        device_class=DeviceClass(device) if device else None,
-        device_spec=options.get("device_spec"),
-        precision=options.get("precision") or "fp32",
-        batch=parse_batch(options.get("batch")),
-    )
+    conversion = Conversion(**cli_fields(options))
     conversion.check()
     digest = sha256_file(source)
     expected = options.get("source_sha256")

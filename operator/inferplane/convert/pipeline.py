@@ -35,11 +35,11 @@ from inferplane.artifacts.manifest import (
     Verification,
 )
 from inferplane.convert import progress, termination, tools
-from inferplane.convert.target import Conversion, parse_batch
+from inferplane.convert.target import Conversion, cli_fields
 
 if TYPE_CHECKING:
     from inferplane.convert.export import Runner
-from inferplane.devices import ArtifactFormat, DeviceClass
+from inferplane.devices import ArtifactFormat
 
 F = ArtifactFormat
 
@@ -402,18 +402,12 @@ def convert(
 
 def request_from_options(options: dict[str, Any]) -> Request:
     """The CLI's options (``inferplane convert``) as a Request."""
-    device = options.get("device")
+    fields = cli_fields(options)
+    fields["inputs"] = tuple(TensorSpec.parse(t) for t in fields["inputs"])
     return Request(
+        **fields,
         source=options["source"],
-        source_format=ArtifactFormat(options["source_format"]),
-        target=ArtifactFormat(options["target"]),
         store=options["store"],
-        network=options.get("network"),
-        inputs=tuple(TensorSpec.parse(t) for t in options.get("inputs") or ()),
-        device_class=DeviceClass(device) if device else None,
-        device_spec=options.get("device_spec"),
-        precision=options.get("precision") or "fp32",
-        batch=parse_batch(options.get("batch")),
         name=options.get("name"),
         source_sha256=options.get("source_sha256"),
         samples=options.get("samples") or 8,

@@ -8,7 +8,9 @@ pipeline check a request and compute its key with this one class.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from inferplane import errors
 from inferplane.artifacts.key import TargetOptions, checkpoint_graph
@@ -48,6 +50,21 @@ def parse_batch(text: str | None) -> tuple[int, int, int] | None:
     if len(values) != 3:
         raise errors.SpecError(f"--batch '{text}': expected three numbers min,opt,max")
     return values[0], values[1], values[2]
+
+
+def cli_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``Conversion`` fields from ``inferplane convert``'s options (inputs as given: text)."""
+    device = options.get("device")
+    return {
+        "source_format": ArtifactFormat(options["source_format"]),
+        "target": ArtifactFormat(options["target"]),
+        "network": options.get("network"),
+        "inputs": tuple(options.get("inputs") or ()),
+        "device_class": DeviceClass(device) if device else None,
+        "device_spec": options.get("device_spec"),
+        "precision": options.get("precision") or "fp32",
+        "batch": parse_batch(options.get("batch")),
+    }
 
 
 @dataclass(frozen=True, kw_only=True)

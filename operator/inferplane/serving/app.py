@@ -129,10 +129,6 @@ class App:
                     raise errors.ProtocolError(
                         f"Inference-Header-Content-Length {value!r} is not an integer"
                     ) from None
-        except errors.InferplaneError as exc:
-            done(exc)
-            return
-        try:
             plane.infer(request.body, header_length, done)
         except Exception as exc:  # raised before ``done`` was called: nothing was queued
             done(_failure(exc))
@@ -144,9 +140,10 @@ class App:
         metrics.in_flight -= 1
         metrics.request_seconds.observe(time.perf_counter() - started)
         if isinstance(result, errors.InferplaneError):
-            if status_of(result) == 500 and result is not _INTERNAL:
+            status = status_of(result)
+            if status == 500 and result is not _INTERNAL:
                 log.error("inference failed: %s", result)
-            metrics.count(_OUTCOMES.get(status_of(result), "server_error"))
+            metrics.count(_OUTCOMES.get(status, "server_error"))
             respond(_error(result))
             return
         metrics.count("success")

@@ -64,9 +64,8 @@ class DataPlane:
         self.batchable = False
         self.inline = True
         self._batcher: Batcher | None = None
-        self._specs: dict[str, TensorSpec] = {}
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        """Each input's shape in the signature, as a tuple (compared with arrays' shapes)."""
+        self._signature: dict[str, tuple[str, tuple[int, ...]]] = {}
+        """Each input's V2 datatype and shape (a tuple, compared with arrays' shapes)."""
         self._outputs: set[str] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._layouts: dict[bytes, tuple[int, protocol.InferRequest, int, tuple[Any, ...]]] = {}
@@ -95,8 +94,7 @@ class DataPlane:
     def attach(self, backend: Backend, *, load_seconds: float) -> None:
         """Make a loaded, warmed-up backend live (on the event loop: it starts the batcher)."""
         inputs = backend.inputs
-        self._specs = {s.name: s for s in inputs}
-        self._shapes = {s.name: tuple(s.shape) for s in inputs}
+        self._signature = {s.name: (s.datatype.value, tuple(s.shape)) for s in inputs}
         self._outputs = {s.name for s in backend.outputs}
         self.model_metadata = protocol.model_metadata(
             self.name, self.version, backend.platform, inputs, backend.outputs
@@ -151,19 +149,17 @@ class DataPlane:
             return
         started = time.perf_counter()
         try:
-            results = backend.infer(request.inputs)
-            metrics = self.metrics
-            metrics.compute_seconds.observe(time.perf_counter() - started)
-            metrics.batch_size.observe(rows)
-            reply: Reply | errors.InferplaneError = protocol.encode_response(
-                self.name, self.version, request, results
-            )
+            outcome: Outcome = backend.infer(request.inputs)
         except errors.InferplaneError as exc:
-            reply = exc
-        done(reply)
+            outcome = exc
+        else:
+            self.metrics.compute_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(rows)
+        self._deliver((request, done), outcome)
 
     def _deliver(self, token: tuple[protocol.InferRequest, Done], outcome: Outcome) -> None:
-        """A batched request's rows (or its batch's error), encoded and handed to ``done``."""
+        """A request's outputs (or the error), encoded and handed to ``done``; the batcher calls
+        it with each request's own rows."""
         request, done = token
         if isinstance(outcome, errors.InferplaneError):
             done(outcome)
@@ -202,28 +198,30 @@ class DataPlane:
 
     def _validate(self, request: protocol.InferRequest) -> int:
         """Check inputs against the signature; return the request's rows (batch dimension)."""
-        specs = self._specs
+        signature = self._signature
         rows = 1
         for name, array in request.inputs.items():
-            spec = specs.get(name)
-            if spec is None:
+            wanted = signature.get(name)
+            if wanted is None:
                 raise errors.ProtocolError(
-                    f"unknown input '{name}' (the model takes {', '.join(specs)})"
+                    f"unknown input '{name}' (the model takes {', '.join(signature)})"
                 )
+            datatype, model_shape = wanted
             got = codecs.DATATYPE_OF.get(array.dtype)
-            if got != spec.datatype.value:
+            if got != datatype:
                 raise errors.ProtocolError(
-                    f"input '{name}': datatype {got}, the model takes {spec.datatype.value}"
+                    f"input '{name}': datatype {got}, the model takes {datatype}"
                 )
             shape = array.shape
-            if not _fits(shape, self._shapes[name]):
+            if not _fits(shape, model_shape):
                 raise errors.ProtocolError(
-                    f"input '{name}': shape {list(shape)} does not match the model's {spec.shape}"
+                    f"input '{name}': shape {list(shape)} does not match the model's "
+                    f"{list(model_shape)}"
                 )
             if shape:
                 rows = shape[0]
-        if len(request.inputs) != len(specs):
-            missing = [n for n in specs if n not in request.inputs]
+        if len(request.inputs) != len(signature):
+            missing = [n for n in signature if n not in request.inputs]
             raise errors.ProtocolError(f"missing input '{', '.join(missing)}'")
         if self.batchable and self.settings.refuse_larger and rows > self.settings.max_batch_size:
             raise errors.ProtocolError(

@@ -277,7 +277,7 @@ class Connection(asyncio.Protocol):
 
     def _respond(self, response: Response) -> None:
         request = self._current
-        if request is None:  # the connection was refused or aborted meanwhile
+        if request is None:  # answered already: a second call is ignored
             return
         self._current = None
         transport = self._transport
