@@ -140,11 +140,11 @@ class Batcher:
         queue_seconds = self._metrics.queue_seconds
         for item in batch:
             queue_seconds.observe(started - item.enqueued)
-        inputs = (
-            batch[0].inputs
-            if len(batch) == 1
-            else {name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs}
-        )
+        inputs = batch[0].inputs
+        if len(batch) > 1:
+            inputs = {}
+            for name in batch[0].inputs:
+                inputs[name] = np.concatenate([i.inputs[name] for i in batch])
         if self._executor is None:
             try:
                 results = self._run(inputs)
@@ -199,7 +199,10 @@ class Batcher:
                 start = 0
                 for item in batch:
                     end = start + item.rows
-                    deliver(item.token, {name: a[start:end] for name, a in outcome.items()})
+                    rows = {}
+                    for name, a in outcome.items():
+                        rows[name] = a[start:end]
+                    deliver(item.token, rows)
                     start = end
                 metrics.batch_size.observe(start)
         if self._pending is None:

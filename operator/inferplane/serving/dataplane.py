@@ -143,13 +143,13 @@ class DataPlane:
         backend = self.backend
         if backend is None:
             raise errors.Unavailable(f"model '{self.name}' is loading")
-        request, rows, key = self._decode(body, header_length)
+        request, inputs, rows, key = self._decode(body, header_length)
         if self._batcher is not None:
-            self._batcher.submit(request.inputs, rows, key, (request, done))
+            self._batcher.submit(inputs, rows, key, (request, done))
             return
         started = time.perf_counter()
         try:
-            outcome: Outcome = backend.infer(request.inputs)
+            outcome: Outcome = backend.infer(inputs)
         except errors.InferplaneError as exc:
             outcome = exc
         else:
@@ -174,14 +174,16 @@ class DataPlane:
 
     def _decode(
         self, body: bytes, header_length: int | None
-    ) -> tuple[protocol.InferRequest, int, tuple[Any, ...]]:
+    ) -> tuple[protocol.InferRequest, dict[str, np.ndarray], int, tuple[Any, ...]]:
+        """The request (for a cached layout: its template, whose inputs are empty), its inputs,
+        rows and batch key."""
         cached = None
         if header_length is not None:
             header = body[:header_length]
             cached = self._layouts.get(header)
         if cached is not None and cached[0] == len(body):
             _, template, rows, key = cached
-            return protocol.from_layout(template, body), rows, key
+            return template, protocol.from_layout(template, body), rows, key
         request = protocol.parse_request(body, header_length)
         rows = self._validate(request)
         if request.outputs is not None:
@@ -192,9 +194,10 @@ class DataPlane:
         if request.layout is not None:
             if len(self._layouts) >= LAYOUT_CACHE:
                 self._layouts.clear()
+            request.headers = {}
             template = dataclasses.replace(request, inputs={})  # keep no body alive
             self._layouts[header] = (len(body), template, rows, key)
-        return request, rows, key
+        return request, request.inputs, rows, key
 
     def _validate(self, request: protocol.InferRequest) -> int:
         """Check inputs against the signature; return the request's rows (batch dimension)."""
