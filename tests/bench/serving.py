@@ -14,6 +14,12 @@ For each model (small MLP 64-128-10; heavy MLP 2048-2048-2048-10, 32 MB of weigh
   in-process with as many rows in flight as the clients keep: c threads at batch 1; batching
   on, c / max-batch-size threads on batches of min(c, max-batch-size) rows, in rows/s. Printed
   beside it, the previous definition for batching (c threads of full batches);
+* the floor of a server on this stack, binary only: the same HTTP stack and ONNX Runtime
+  session (the backend class the server uses) with the least a handler can do: it takes the
+  input bytes at the offset it was told, merges whatever arrived in one loop turn (or runs
+  each request alone when batching is off), runs the model and answers with the server's
+  own JSON header and the computed bytes. No protocol parsing, no validation, no metrics: what
+  no implementation of the server's own part (in any language) could beat on this stack;
 * for reference, the small model's canned answer on uvicorn (the stack the server used before).
 
 Batching: "off" is ``--max-batch-size 1``; "default (32)" is ``serve`` without batching options
@@ -32,6 +38,7 @@ compute limit is the best of several slices.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -228,6 +235,48 @@ async def main():
 uvloop.run(main())
 """
 
+BARE = """
+import asyncio, socket, sys, numpy as np, uvloop
+from pathlib import Path
+from inferplane.serving.backends.base import ModelFiles
+from inferplane.serving.backends.onnxruntime import OnnxRuntimeBackend
+from inferplane.serving.http import HttpServer, Response
+port, model, offset, reply, ctype, length, batched = sys.argv[1:8]
+backend = OnnxRuntimeBackend(ModelFiles(path=Path(model)))
+backend.load()
+name, features = backend.inputs[0].name, backend.inputs[0].shape[1]
+header = open(reply, "rb").read()[: int(length)]
+ctype, offset = ctype.encode(), int(offset)
+extra = b"inference-header-content-length: %s\\r\\n" % length.encode()
+ready = Response(200, b"")
+queue = []
+def run():
+    waiting = queue[:]
+    queue.clear()
+    rows = b"".join([body[offset:] for body, _ in waiting])
+    x = np.frombuffer(rows, np.float32).reshape(len(waiting), features)
+    y = next(iter(backend.infer({name: x}).values()))
+    size = y.nbytes // len(waiting)
+    out = y.tobytes()
+    for i, (_, respond) in enumerate(waiting):
+        respond(Response(200, header + out[i * size : (i + 1) * size], ctype, extra))
+def handler(request, respond):
+    if request.path == "/v2/health/ready":
+        return respond(ready)
+    if not queue and batched == "1":
+        asyncio.get_running_loop().call_soon(run)
+    queue.append((request.body, respond))
+    if batched != "1":
+        run()
+async def main():
+    sock = socket.create_server(("127.0.0.1", int(port)), backlog=2048)
+    sock.setblocking(False)
+    await HttpServer(handler, max_body=1 << 30).start(sock)
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+"""The floor (binary requests of one FP32 input only)."""
+
 UVICORN_TRANSPORT = """
 import sys, uvicorn, uvloop
 body = open(sys.argv[2], "rb").read()
@@ -260,28 +309,62 @@ class Proc:
             if args[1] != "-c" else [*args[:3], str(self.port), *args[3:]],
             cwd=ROOT, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_ready(self.port)
+        try:
+            wait_ready(self.port)
+        except BaseException:
+            self.proc.kill()
+            raise
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def inferplane(model: Path, *extra: str) -> Proc:
     return Proc([sys.executable, "-m", "inferplane", "serve", str(model), *extra])
 
 
-def canned(port: int, name: str, request: Request, workdir: Path, stack: str = TRANSPORT) -> Proc:
+@dataclass
+class Reply:
+    """The server's own answer to the bench's request, saved for the canned and bare sides."""
+
+    path: Path
+    content_type: str
+    header_length: str
+    """Its Inference-Header-Content-Length ("-": none, a JSON answer)."""
+
+
+def server_reply(port: int, name: str, request: Request, workdir: Path) -> Reply:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     conn.request("POST", f"/v2/models/{name}/infer", request.body, request.headers)
     response = conn.getresponse()
     body = response.read()
     assert response.status == 200, body
-    blob = workdir / f"canned-{len(body)}.bin"
+    blob = workdir / f"reply-{len(body)}.bin"
     blob.write_bytes(body)
-    header = response.getheader("Inference-Header-Content-Length") or "-"
-    ctype = response.getheader("Content-Type") or "application/json"
-    return Proc([sys.executable, "-c", stack, str(blob), ctype, header])
+    return Reply(
+        blob,
+        response.getheader("Content-Type") or "application/json",
+        response.getheader("Inference-Header-Content-Length") or "-",
+    )
+
+
+def canned(reply: Reply, stack: str = TRANSPORT) -> Proc:
+    return Proc([sys.executable, "-c", stack, str(reply.path), reply.content_type,
+                 reply.header_length])  # fmt: skip
+
+
+def bare(model: Path, request: Request, reply: Reply, batched: bool) -> Proc:
+    """The floor for a binary ``request``, answering with ``reply``'s JSON header."""
+    return Proc([sys.executable, "-c", BARE, str(model),
+                 request.headers["Inference-Header-Content-Length"], str(reply.path),
+                 reply.content_type, reply.header_length, "1" if batched else "0"])  # fmt: skip
 
 
 def cold_start(model: Path, runs: int = 3) -> float:
@@ -322,11 +405,11 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     )
     print(
         "| model | batching | enc | c | server req/s | p50 ms | p99 ms | compute/s | "
-        "compute c x batch/s | transport/s | uvicorn canned/s | server / min | "
-        "server CPU µs/req | transport CPU µs/req | client cores | server cores | errors | "
-        "rows/call | compute ms/call |"
+        "compute c x batch/s | transport/s | uvicorn canned/s | floor/s | server / min | "
+        "floor / min | server CPU µs/req | transport CPU µs/req | floor CPU µs/req | "
+        "client cores | server cores | errors | rows/call | compute ms/call |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * 22 + "|")
     off = ["--max-batch-size", "1"]
     plans: list[tuple[str, str, Path, int, int, list[str], list[int]]] = [
         ("small", "off", small, 64, 1, off, [1, 8, 32]),
@@ -346,30 +429,25 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
             for binary in (False, True) if not args.quick else (True,):
                 request = make_request(features, binary)
                 script = lua_script(request, work / f"{name}-{binary}.lua")
-                transport = canned(server.port, name, request, work)
-                reference = (
-                    canned(server.port, name, request, work, UVICORN_TRANSPORT)
-                    if name == "small"
-                    else None
-                )
-                try:
+                reply = server_reply(server.port, name, request, work)
+                with contextlib.ExitStack() as stack:
+                    sides = {"transport": stack.enter_context(canned(reply))}
+                    if name == "small":
+                        sides["reference"] = stack.enter_context(canned(reply, UVICORN_TRANSPORT))
+                    if binary:
+                        sides["floor"] = stack.enter_context(bare(path, request, reply, batch > 1))
                     for c in concurrencies:
-                        row = measure(server, transport, reference, f"/v2/models/{name}/infer",
-                                      script, c, path, batch, d)  # fmt: skip
+                        row = measure(server, sides, f"/v2/models/{name}/infer", script, c,
+                                      path, batch, d)  # fmt: skip
                         print(f"| {name} | {mode} | {'binary' if binary else 'json'} | {c} | {row}",
                               flush=True)  # fmt: skip
-                finally:
-                    transport.stop()
-                    if reference is not None:
-                        reference.stop()
         finally:
             server.stop()
 
 
 def measure(
     server: Proc,
-    transport: Proc,
-    reference: Proc | None,
+    sides: dict[str, Proc],
     path: str,
     script: Path,
     c: int,
@@ -377,12 +455,13 @@ def measure(
     batch: int,
     duration: float,
 ) -> str:
-    """One table row (after the first four cells): server, limits, ratio, CPU.
+    """One table row (after the first four cells): server, limits, floor, ratios, CPU.
 
-    The compute limit keeps as many rows in flight as the clients do (c): c threads at batch
-    1; batched, c / batch threads on batches of min(c, batch) rows. The column after it is the
-    batched limit with c threads of full batches (c x batch rows in flight, which c clients
-    can never supply), the definition of the previous runs.
+    ``sides``: the canned ``transport`` and, where they apply, the uvicorn ``reference`` and
+    the ``floor``. The compute limit keeps as many rows in flight as the clients do (c): c
+    threads at batch 1; batched, c / batch threads on batches of min(c, batch) rows. The
+    column after it is the batched limit with c threads of full batches (c x batch rows in
+    flight, which c clients can never supply), the definition of the previous runs.
     """
     rows = min(c, batch)
     threads = max(1, c // batch)
@@ -390,25 +469,34 @@ def measure(
     compute = compute_limit(model, threads, rows, 1.0)
     wide = compute_limit(model, c, batch, 1.0) if batch > 1 else None
     # 1 s slices, alternating, so every side sees the same (shared) machine.
-    runs: dict[str, list[Load]] = {"server": [], "transport": [], "reference": []}
+    runs: dict[str, list[Load]] = {"server": [], **{name: [] for name in sides}}
     before = batch_stats(server.port)
     for _ in range(max(1, round(duration))):
         runs["server"].append(wrk(server.port, path, script, c, 1, server.proc.pid))
-        runs["transport"].append(wrk(transport.port, "/x", script, c, 1, transport.proc.pid))
-        if reference is not None:
-            runs["reference"].append(wrk(reference.port, "/x", script, c, 1, reference.proc.pid))
+        for name, side in sides.items():
+            side_path = path if name == "floor" else "/x"
+            runs[name].append(wrk(side.port, side_path, script, c, 1, side.proc.pid))
         compute = max(compute, compute_limit(model, threads, rows, 0.5))
     rows_in, calls, seconds = (b - a for a, b in zip(before, batch_stats(server.port), strict=True))
     s, t = merge(runs["server"]), merge(runs["transport"])
     limit = min(compute, t.rps)
-    server_us = 1e6 * s.server_cores / s.rps
-    transport_us = 1e6 * t.server_cores / t.rps
-    old = f"{merge(runs['reference']).rps:,.0f}" if reference is not None else "-"
+    loads = {name: merge(r) for name, r in runs.items() if r}
+
+    def rate(name: str) -> str:
+        return f"{loads[name].rps:,.0f}" if name in loads else "-"
+
+    def share(name: str) -> str:
+        return f"{100 * loads[name].rps / limit:.0f} %" if name in loads else "-"
+
+    def cpu(name: str) -> str:
+        return f"{1e6 * loads[name].server_cores / loads[name].rps:.0f}" if name in loads else "-"
+
     return (
         f"{s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {compute:,.0f} | "
-        f"{'-' if wide is None else f'{wide:,.0f}'} | {t.rps:,.0f} | {old} | "
-        f"{100 * s.rps / limit:.0f} % | {server_us:.0f} | {transport_us:.0f} | "
-        f"{s.client_cores:.2f} | {s.server_cores:.2f} | {s.errors} | "
+        f"{'-' if wide is None else f'{wide:,.0f}'} | {t.rps:,.0f} | {rate('reference')} | "
+        f"{rate('floor')} | {share('server')} | {share('floor')} | {cpu('server')} | "
+        f"{cpu('transport')} | {cpu('floor')} | {s.client_cores:.2f} | {s.server_cores:.2f} | "
+        f"{sum(x.errors for x in loads.values())} | "
         f"{rows_in / max(calls, 1):.1f} | {1e3 * seconds / max(calls, 1):.2f} |"
     )
 
