@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from inferplane import errors
+from inferplane import errors, mindspore_runtime
 from inferplane.api.tensors import Datatype, TensorSpec
 
 Runner = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
@@ -52,8 +52,7 @@ def mindspore() -> Any:
         ) from None
     global _configured
     if not _configured:
-        ms.set_device("CPU")
-        ms.set_context(mode=ms.GRAPH_MODE)
+        mindspore_runtime.use_device(ms, "CPU")
         _configured = True
     return ms
 

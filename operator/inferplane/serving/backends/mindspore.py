@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from inferplane import errors
+from inferplane import errors, mindspore_runtime
 from inferplane.api.tensors import Datatype, TensorSpec
 from inferplane.devices import DeviceClass
 from inferplane.serving import codecs
@@ -71,8 +71,7 @@ class MindSporeBackend:
                 "give --input name:shape:DATATYPE (e.g. x:-1,1,32,32:FP32)"
             )
         self._ms = ms
-        ms.set_device(TARGETS[self._model.device])
-        ms.set_context(mode=ms.GRAPH_MODE)
+        mindspore_runtime.use_device(ms, TARGETS[self._model.device])
         path = self._model.path
         try:
             if path.suffix == ".mindir":
