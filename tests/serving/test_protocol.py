@@ -49,10 +49,10 @@ def test_from_layout_reads_the_same_places_of_another_body() -> None:
 def test_a_cached_header_is_reused_only_for_the_same_output_shapes() -> None:
     body, length = _binary_request(np.zeros((2, 3), np.float32), request_id="r-7")
     request = protocol.parse_request(body, length)
-    request.headers = {}
+    request.response_headers = {}
     two = np.arange(4, dtype=np.float32).reshape(2, 2)
     payload, header_length = protocol.encode_response("m", "1", request, {"y": two})
-    assert header_length is not None and len(request.headers) == 1
+    assert header_length is not None and len(request.response_headers) == 1
     again, again_length = protocol.encode_response("m", "1", request, {"y": two + 1})
     message, data = _decode(again, again_length)
     assert again_length == header_length and again[:header_length] == payload[:header_length]
@@ -66,16 +66,16 @@ def test_a_cached_header_is_reused_only_for_the_same_output_shapes() -> None:
         {"name": "y", "datatype": "FP32", "shape": [3, 2], "parameters": {"binary_data_size": 24}}
     ]
     assert data == three.tobytes()
-    assert len(request.headers) == 2
+    assert len(request.response_headers) == 2
 
 
 def test_variable_length_and_json_outputs_are_never_cached() -> None:
     body, length = _binary_request(np.zeros((1, 3), np.float32))
     request = protocol.parse_request(body, length)
-    request.headers = {}
+    request.response_headers = {}
     words = np.array([[b"a"], [b"bcd"]], dtype=object)
     protocol.encode_response("m", "1", request, {"y": words})
-    assert request.headers == {}
+    assert request.response_headers == {}
     reply, reply_length = protocol.encode_response(
         "m", "1", request, {"y": np.array([[b"longer"], [b"e"]], dtype=object)}
     )
@@ -87,5 +87,5 @@ def test_variable_length_and_json_outputs_are_never_cached() -> None:
     reply, reply_length = protocol.encode_response(
         "m", "1", request, {"y": np.ones((1, 2), np.float32)}
     )
-    assert reply_length is None and request.headers == {}
+    assert reply_length is None and request.response_headers == {}
     assert json.loads(reply)["outputs"][0]["data"] == [1.0, 1.0]

@@ -194,7 +194,7 @@ class DataPlane:
         if request.layout is not None:
             if len(self._layouts) >= LAYOUT_CACHE:
                 self._layouts.clear()
-            request.headers = {}
+            request.response_headers = {}
             template = dataclasses.replace(request, inputs={})  # keep no body alive
             self._layouts[header] = (len(body), template, rows, key)
         return request, request.inputs, rows, key

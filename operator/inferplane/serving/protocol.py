@@ -37,10 +37,10 @@ class InferRequest:
     layout: list[tuple[str, np.dtype[Any], tuple[int, ...], int]] | None = None
     """(name, dtype, shape, offset) of each input when all are numeric and binary: then
     any body with the same JSON header decodes with ``from_layout``, no parsing."""
-    headers: dict[tuple[Any, ...], tuple[bytes, list[str]]] | None = None
+    response_headers: dict[tuple[Any, ...], tuple[bytes, list[str]]] | None = None
     """Response JSON headers already encoded for requests with this JSON header (so the same
-    id and requested outputs), by the outputs' dtypes and shapes: shared by every request
-    share one layout. None: not cached."""
+    id and requested outputs), by the outputs' dtypes and shapes; shared by the requests of one
+    layout. None: not cached."""
 
 
 RESPONSE_HEADERS = 16
@@ -178,7 +178,7 @@ def encode_response(
     A request from a cached layout whose outputs are all numeric and binary reuses the JSON
     header of an earlier answer with the same output shapes: only the tensors' bytes change.
     """
-    cache = request.headers
+    cache = request.response_headers
     if cache is not None:
         key = tuple([(a.dtype, a.shape) for a in results.values()])
         hit = cache.get(key)
