@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tests import models
+from tests.bench import floor
 from tests.bench.serving import ROOT, make_request
 
 CONNECTIONS = 8
@@ -87,24 +87,7 @@ async def _handler(kind: str, model: Path, binary: bool) -> Callable[..., None]:
     if kind == "canned":
         return lambda _, respond: respond(reply)
     offset = int(request.headers["Inference-Header-Content-Length"])
-    header = reply.body[: len(reply.body) - 40]
-    queue: list[tuple[bytes, Callable[[Response], None]]] = []
-
-    def run() -> None:
-        waiting = queue[:]
-        queue.clear()
-        x = np.frombuffer(b"".join([b[offset:] for b, _ in waiting]), np.float32)
-        y = backend.infer({"x": x.reshape(len(waiting), 64)})["y"].tobytes()
-        for i, (_, respond) in enumerate(waiting):
-            respond(Response(200, header + y[i * 40 : (i + 1) * 40], reply.content_type,
-                             reply.headers))  # fmt: skip
-
-    def floor(request: Any, respond: Callable[[Response], None]) -> None:
-        if not queue:
-            asyncio.get_running_loop().call_soon(run)
-        queue.append((request.body, respond))
-
-    return floor
+    return floor.handler(backend, offset, reply, batched=True)
 
 
 def _request_object(request: Any) -> Any:

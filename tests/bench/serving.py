@@ -235,48 +235,6 @@ async def main():
 uvloop.run(main())
 """
 
-BARE = """
-import asyncio, socket, sys, numpy as np, uvloop
-from pathlib import Path
-from inferplane.serving.backends.base import ModelFiles
-from inferplane.serving.backends.onnxruntime import OnnxRuntimeBackend
-from inferplane.serving.http import HttpServer, Response
-port, model, offset, reply, ctype, length, batched = sys.argv[1:8]
-backend = OnnxRuntimeBackend(ModelFiles(path=Path(model)))
-backend.load()
-name, features = backend.inputs[0].name, backend.inputs[0].shape[1]
-header = open(reply, "rb").read()[: int(length)]
-ctype, offset = ctype.encode(), int(offset)
-extra = b"inference-header-content-length: %s\\r\\n" % length.encode()
-ready = Response(200, b"")
-queue = []
-def run():
-    waiting = queue[:]
-    queue.clear()
-    rows = b"".join([body[offset:] for body, _ in waiting])
-    x = np.frombuffer(rows, np.float32).reshape(len(waiting), features)
-    y = next(iter(backend.infer({name: x}).values()))
-    size = y.nbytes // len(waiting)
-    out = y.tobytes()
-    for i, (_, respond) in enumerate(waiting):
-        respond(Response(200, header + out[i * size : (i + 1) * size], ctype, extra))
-def handler(request, respond):
-    if request.path == "/v2/health/ready":
-        return respond(ready)
-    if not queue and batched == "1":
-        asyncio.get_running_loop().call_soon(run)
-    queue.append((request.body, respond))
-    if batched != "1":
-        run()
-async def main():
-    sock = socket.create_server(("127.0.0.1", int(port)), backlog=2048)
-    sock.setblocking(False)
-    await HttpServer(handler, max_body=1 << 30).start(sock)
-    await asyncio.Event().wait()
-uvloop.run(main())
-"""
-"""The floor (binary requests of one FP32 input only)."""
-
 UVICORN_TRANSPORT = """
 import sys, uvicorn, uvloop
 body = open(sys.argv[2], "rb").read()
@@ -362,7 +320,7 @@ def canned(reply: Reply, stack: str = TRANSPORT) -> Proc:
 
 def bare(model: Path, request: Request, reply: Reply, batched: bool) -> Proc:
     """The floor for a binary ``request``, answering with ``reply``'s JSON header."""
-    return Proc([sys.executable, "-c", BARE, str(model),
+    return Proc([sys.executable, "-m", "tests.bench.floor", str(model),
                  request.headers["Inference-Header-Content-Length"], str(reply.path),
                  reply.content_type, reply.header_length, "1" if batched else "0"])  # fmt: skip
 

@@ -199,10 +199,10 @@ class Batcher:
                 start = 0
                 for item in batch:
                     end = start + item.rows
-                    rows = {}
+                    own = {}
                     for name, a in outcome.items():
-                        rows[name] = a[start:end]
-                    deliver(item.token, rows)
+                        own[name] = a[start:end]
+                    deliver(item.token, own)
                     start = end
                 metrics.batch_size.observe(start)
         if self._pending is None:
