@@ -271,6 +271,8 @@ def test_deletion_removes_everything_owned(
     _ready_on_cpu(cluster, namespace, "gone")
     kinds = "deployments,services,hpa,pdb,jobs"
     assert cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.count("\n") == 6
+    assert not op.get_model(cluster, namespace, "gone")["metadata"].get("finalizers")
+    operator.stop()  # no finalizer: the deletion needs no operator (docs/install.md, section 7)
     cluster.kubectl("delete", "inferencemodel", "gone", "-n", namespace, "--wait=true")
     handle.wait_until(
         lambda: cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.strip() == "",

@@ -90,7 +90,10 @@ def spec_schema() -> Schema:
     """``spec`` as a structural schema, with the CEL rules and list types attached."""
     schema = structural(v1alpha1.InferenceModelSpec.model_json_schema(by_alias=True))
     schema["properties"]["devices"]["x-kubernetes-list-type"] = "set"
-    shape = schema["properties"]["source"]["properties"]["inputs"]["items"]["properties"]["shape"]
+    inputs = schema["properties"]["source"]["properties"]["inputs"]
+    inputs["x-kubernetes-list-type"] = "map"
+    inputs["x-kubernetes-list-map-keys"] = ["name"]
+    shape = inputs["items"]["properties"]["shape"]
     shape["items"]["minimum"] = -1
     shape["x-kubernetes-validations"] = [
         {"rule": "self.all(d, d != 0)", "message": "dimensions must be positive or -1 (dynamic)"}

@@ -162,6 +162,15 @@ class ModelSource(_Wire):
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
     """Expected sha256 digest (lowercase hex) of the source file; a mismatch fails the model."""
 
+    @field_validator("inputs")
+    @classmethod
+    def _unique_inputs(cls, value: list[TensorSpec]) -> list[TensorSpec]:
+        names = [t.name for t in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"input names must be unique: {', '.join(twice)} given more than once")
+        return value
+
     @field_validator("format")
     @classmethod
     def _source_format(cls, value: ArtifactFormat) -> ArtifactFormat:
