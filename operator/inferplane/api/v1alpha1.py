@@ -109,12 +109,12 @@ class Precision(enum.StrEnum):
 
 
 class ScalingMetric(enum.StrEnum):
-    """The signal each pool's HorizontalPodAutoscaler follows."""
+    """The signal each pool's autoscaler (KEDA ScaledObject or HorizontalPodAutoscaler) follows."""
 
     CPU = "cpu"
     """Average CPU utilisation, in percent of the pods' CPU request."""
     INFLIGHT = "inflight"
-    """Average number of requests in flight per pod (``inferplane_inflight_requests``)."""
+    """Average number of requests in flight per pod (``inferplane_in_flight_requests``)."""
 
 
 class Phase(enum.StrEnum):
@@ -234,7 +234,8 @@ class Replicas(_Wire):
     max: int = Field(default=1, ge=1, le=1000)
     """Most pods per pool; equal to min turns autoscaling off."""
     metric: ScalingMetric = ScalingMetric.CPU
-    """Scaling signal: cpu (utilisation, percent of request) or inflight (requests per pod)."""
+    """Scaling signal: cpu (utilisation, percent of request) or inflight (requests in flight per
+    pod, the server's inferplane_in_flight_requests gauge)."""
     target: int | None = Field(default=None, ge=1, le=10000)
     """Target value of the metric: percent for cpu (default 70), requests per pod for inflight
     (default 8)."""
