@@ -112,6 +112,36 @@ def multi_io_onnx(path: Path) -> Path:
     return _save(graph, path)
 
 
+def independent_rows_onnx(path: Path) -> Path:
+    """Two inputs with independent first dimensions: ``a:[n,2] -> ya = a``, ``b:[m,2] -> yb = -b``
+    (legal: nothing ties ``n`` to ``m``, so requests must never be merged)."""
+    dims = {"a": "n", "b": "m"}
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["a"], ["ya"]), helper.make_node("Neg", ["b"], ["yb"])],
+        "independent",
+        [helper.make_tensor_value_info(t, TensorProto.FLOAT, [d, 2]) for t, d in dims.items()],
+        [
+            helper.make_tensor_value_info(f"y{t}", TensorProto.FLOAT, [d, 2])
+            for t, d in dims.items()
+        ],
+    )
+    return _save(graph, path)
+
+
+def gather_onnx(path: Path, rows: int = 10) -> Path:
+    """``i:[-1] INT64 -> y = table[i]`` with ``table[r] = [r, -r]``: an index outside
+    ``[-rows, rows)`` makes the model call fail (the input's fault)."""
+    table = np.stack([np.arange(rows), -np.arange(rows)], axis=1).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "i"], ["y"])],
+        "gather",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    return _save(graph, path)
+
+
 def fixed_batch_onnx(path: Path) -> Path:
     """A model with a fixed shape ``x:[2, 3] FP32 -> y = 2x`` (no dynamic batch: no batching)."""
     two = numpy_helper.from_array(np.array(2.0, np.float32), "two")

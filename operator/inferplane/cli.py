@@ -82,6 +82,13 @@ def main() -> None:
     show_default=True,
     help="Requests waiting beyond this answer 503 with Retry-After.",
 )
+@click.option(
+    "--max-queue-bytes",
+    type=click.IntRange(1),
+    default=256 << 20,
+    show_default=True,
+    help="Bytes of request bodies waiting beyond this answer 503 with Retry-After.",
+)
 @click.option("--max-request-bytes", type=click.IntRange(1), default=64 << 20, show_default=True)
 @click.option(
     "--idle-timeout-s",

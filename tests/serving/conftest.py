@@ -71,15 +71,15 @@ class Server:
     def metrics(self) -> str:
         return self.request("GET", "/metrics")[2].decode()
 
+    log = ""
+    """The server's stderr, once stopped."""
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream is not None:
-                    stream.close()
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.log = self.proc.communicate(timeout=30)[1]  # read while it exits: no pipe stall
+        return self.proc.wait(timeout=30)
 
 
 StartServer = Callable[..., Server]

@@ -129,3 +129,26 @@ def test_binary_framing_errors(mutate, words: str) -> None:  # type: ignore[no-u
     body, length = _binary_request(np.ones((1, 4), np.float32))
     with pytest.raises(errors.ProtocolError, match=words):
         protocol.parse_request(*mutate(body, length))
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ([0, 2**63 - 1], "too large"),
+        ([0, 2**62, 2**62], "too large"),
+        ([2**21, 2**20], "too large"),
+        ([1] * 33, "at most 32"),
+        ([1, -1], "non-negative"),
+        ([1.5], "non-negative"),
+        ("x" * 1000, "non-negative"),
+    ],
+)
+@pytest.mark.parametrize("form", ["json", "binary"])
+def test_absurd_shapes_are_protocol_errors(shape: object, message: str, form: str) -> None:
+    """Checked before any reshape or allocation: a ProtocolError (400), never numpy's error."""
+    with pytest.raises(errors.ProtocolError, match=message) as caught:
+        if form == "json":
+            codecs.from_json("t", "FP32", shape, [])  # type: ignore[arg-type]
+        else:
+            codecs.from_binary("t", "FP32", shape, memoryview(b""), 0, 0)  # type: ignore[arg-type]
+    assert len(str(caught.value)) < 300, "client data echoed at length"

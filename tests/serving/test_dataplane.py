@@ -1,11 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The data plane's signature check, without a server."""
+"""The data plane's signature check and layout cache, without a server."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
-from inferplane.serving.dataplane import _fits
+from inferplane.api.tensors import Datatype, TensorSpec
+from inferplane.serving.dataplane import BatchSettings, DataPlane, _fits
 
 
 @pytest.mark.parametrize(
@@ -26,3 +30,35 @@ from inferplane.serving.dataplane import _fits
 )
 def test_fits(shape: tuple[int, ...], model: tuple[int, ...], fits: bool) -> None:
     assert _fits(shape, model) is fits
+
+
+def test_only_pure_layouts_key_the_layout_cache() -> None:
+    """A header with an id or parameters is request data: never a cache key (issue: an 8 MiB
+    id per request grew the server by 600 MiB); a pure layout is cached once, by its bytes."""
+    plane = DataPlane("m", settings=BatchSettings())
+    plane.attach(_Echo(), load_seconds=0.0)
+    x = np.ones((1, 2), np.float32).tobytes()
+
+    def header(**extra: object) -> bytes:
+        tensor = {"name": "x", "datatype": "FP32", "shape": [1, 2],
+                  "parameters": {"binary_data_size": 8}}  # fmt: skip
+        return json.dumps({"inputs": [tensor], **extra}).encode()
+
+    answers: list[object] = []
+    for h in (header(id="a" * 100_000), header(parameters={"note": "b" * 1000}), header()):
+        for _ in range(2):
+            plane.infer(h + x, len(h), answers.append)
+    assert len(answers) == 6 and all(isinstance(a, tuple) for a in answers), answers
+    assert list(plane._layouts) == [header()]
+    assert plane._layout_bytes == len(header())
+
+
+class _Echo:
+    """A backend returning its input: ``x: [-1, 2]`` FP32 -> ``y``."""
+
+    platform = "test"
+    inputs = [TensorSpec(name="x", datatype=Datatype.FP32, shape=[-1, 2])]
+    outputs = [TensorSpec(name="y", datatype=Datatype.FP32, shape=[-1, 2])]
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": inputs["x"]}

@@ -17,6 +17,7 @@ from functools import partial
 from inferplane import errors
 from inferplane.serving import metrics as metrics_module
 from inferplane.serving import protocol
+from inferplane.serving.codecs import brief
 from inferplane.serving.dataplane import DataPlane, Reply
 from inferplane.serving.http import Request, Respond, Response
 
@@ -127,7 +128,7 @@ class App:
                     header_length = int(value)
                 except ValueError:
                     raise errors.ProtocolError(
-                        f"Inference-Header-Content-Length {value!r} is not an integer"
+                        f"Inference-Header-Content-Length {brief(value)} is not an integer"
                     ) from None
             plane.infer(request.body, header_length, done)
         except Exception as exc:  # raised before ``done`` was called: nothing was queued

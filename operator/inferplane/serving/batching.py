@@ -8,9 +8,17 @@ loop turn, so whatever arrived in the same turn joins. The batch runs either inl
 loop (models that take microseconds: a thread hop would cost more than the model) or on one
 worker thread, while the loop keeps parsing the next requests; one batch runs at a time.
 
-No future or task per request: each request carries an opaque token, and its rows (or the
-batch's error) go to ``deliver(token, outcome)``. That is a fraction of the cost of chaining
-futures, which matters when the model itself takes microseconds.
+No future or task per request: each request carries an opaque token, and its rows (or its
+error) go to ``deliver(token, outcome)``. That is a fraction of the cost of chaining futures,
+which matters when the model itself takes microseconds.
+
+Isolation: only requests with the same batch key merge (the data plane merges only models whose
+inputs all share the first dimension, and refuses a request whose inputs disagree on it), and
+a merged call that fails is re-run request by request, so that only the request that caused the
+failure gets an error and its neighbours their answers.
+
+The queue is bounded twice: by requests (``max_queue``) and by the bytes of their bodies
+(``max_queue_bytes``); past either, a request is refused (503 with Retry-After).
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ class _Item:
     key: tuple[Any, ...]
     token: Any
     enqueued: float
+    size: int
+    """The request's bytes (its body), counted against the queue's byte budget."""
+    alone: bool = False
+    """Run unmerged: its merged batch failed, and it is re-run alone to find the culprit."""
 
 
 def batch_key(inputs: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -67,6 +79,7 @@ class Batcher:
         max_batch_size: int,
         max_delay_s: float,
         max_queue: int,
+        max_queue_bytes: int,
         metrics: Metrics,
         executor: Executor | None,
     ) -> None:
@@ -75,6 +88,8 @@ class Batcher:
         self._max_rows = max_batch_size
         self._max_delay = max_delay_s
         self._max_queue = max_queue
+        self._max_bytes = max_queue_bytes
+        self._bytes = 0
         self._metrics = metrics
         self._executor = executor
         self._loop = asyncio.get_running_loop()
@@ -88,14 +103,23 @@ class Batcher:
         """A batch is running on the worker thread; the next flush follows its end."""
         self._stopped = False
 
-    def submit(self, inputs: dict[str, np.ndarray], rows: int, key: Any, token: Any) -> None:
-        """Queue one request (``key``: its ``batch_key``); its outcome goes to ``deliver``."""
+    def submit(
+        self, inputs: dict[str, np.ndarray], rows: int, key: Any, token: Any, size: int
+    ) -> None:
+        """Queue one request (``key``: its ``batch_key``, ``size``: its bytes); its outcome goes
+        to ``deliver``. One request alone is always queued, whatever its size (the body limit
+        bounds it), so that the byte budget can never refuse every request."""
         if self._stopped:
             raise errors.Unavailable("the server is stopping")
         if len(self._queue) >= self._max_queue:
             raise errors.Unavailable(f"queue full ({self._max_queue} requests waiting); retry")
-        self._queue.append(_Item(inputs, rows, key, token, time.perf_counter()))
+        if self._queue and self._bytes + size > self._max_bytes:
+            raise errors.Unavailable(
+                f"queue full ({self._bytes} bytes waiting, the budget is {self._max_bytes}); retry"
+            )
+        self._queue.append(_Item(inputs, rows, key, token, time.perf_counter(), size))
         self._rows += rows
+        self._bytes += size
         self._metrics.queue_depth = len(self._queue)
         if self._busy:
             return
@@ -118,6 +142,7 @@ class Batcher:
         while self._queue:
             self._deliver(self._queue.popleft().token, stopping)
         self._rows = 0
+        self._bytes = 0
         self._metrics.queue_depth = 0
 
     def _schedule(self) -> None:
@@ -170,23 +195,35 @@ class Batcher:
         first = self._queue.popleft()
         batch = [first]
         rows = first.rows
+        size = first.size
         kept: list[_Item] = []
-        while self._queue and rows < self._max_rows:
+        while self._queue and rows < self._max_rows and not first.alone:
             item = self._queue.popleft()
-            if item.key == first.key and rows + item.rows <= self._max_rows:
+            if item.key == first.key and rows + item.rows <= self._max_rows and not item.alone:
                 batch.append(item)
                 rows += item.rows
+                size += item.size
             else:
                 kept.append(item)
         self._queue.extendleft(reversed(kept))
         self._rows -= rows
+        self._bytes -= size
         self._metrics.queue_depth = len(self._queue)
         return batch
 
     def _finish(self, batch: list[_Item], started: float, outcome: Outcome) -> None:
-        """Hand each request its rows (or the batch's error), then schedule the next batch."""
+        """Hand each request its rows (or its error), then schedule the next batch. A merged
+        batch that failed goes back to the head of the queue, each request to run alone."""
         deliver = self._deliver
-        if isinstance(outcome, errors.InferplaneError):
+        if isinstance(outcome, errors.InferplaneError) and len(batch) > 1 and not self._stopped:
+            for item in reversed(batch):
+                item.alone = True
+                self._queue.appendleft(item)
+                self._rows += item.rows
+                self._bytes += item.size
+            self._metrics.retried += len(batch)
+            self._metrics.queue_depth = len(self._queue)
+        elif isinstance(outcome, errors.InferplaneError):
             for item in batch:
                 deliver(item.token, outcome)
         else:

@@ -39,19 +39,43 @@ def datatype_of(array: np.ndarray) -> str:
         raise errors.BackendError(f"output dtype {array.dtype} has no V2 datatype") from None
 
 
+MAX_RANK = 32
+"""Dimensions a tensor may have (numpy's own limit is 64)."""
+
+MAX_SPAN = 1 << 40
+"""The product of a shape's dimensions, zeros counted as one, may not exceed this: numpy
+refuses to reshape even an empty array to ``[0, 2**62, 2**62]``, and no body carries 2**40
+elements anyway. Checked before any allocation or reshape, so an absurd shape is a 400."""
+
+
 def element_count(name: str, shape: Any) -> int:
     """Validate a V2 ``shape`` field and return the number of elements it holds."""
-    if type(shape) is list:
+    if type(shape) is list and len(shape) <= MAX_RANK:
         count = 1
+        span = 1
         for d in shape:
             if type(d) is not int or d < 0:
                 break
             count *= d
+            if d:
+                span *= d
         else:
-            return count
+            if span <= MAX_SPAN:
+                return count
+            raise errors.ProtocolError(
+                f"tensor '{name}': shape {shape} is too large (its dimensions multiply past "
+                f"2**40, zeros counted as one)"
+            )
     raise errors.ProtocolError(
-        f"tensor '{name}': shape must be a list of non-negative integers, got {shape!r}"
+        f"tensor '{name}': shape must be a list of at most {MAX_RANK} non-negative integers, "
+        f"got {brief(shape)}"
     )
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: client data in an error message stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def from_json(name: str, datatype: str, shape: list[int], data: Any) -> np.ndarray:

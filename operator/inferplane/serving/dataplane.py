@@ -36,6 +36,13 @@ Done = Callable[["Reply | errors.InferplaneError"], None]
 LAYOUT_CACHE = 256
 """Distinct binary request headers remembered (parsed and validated) before starting over."""
 
+LAYOUT_CACHE_BYTES = 256 << 10
+"""The layout cache's byte budget (its keys, the JSON headers, summed): past it, it starts over."""
+
+LAYOUT_HEADER_MAX = 4096
+"""Only JSON headers up to this size are cached: a layout is names, datatypes, shapes and
+sizes; a larger header carries request data, which the cache must not keep."""
+
 
 @dataclass(frozen=True)
 class BatchSettings:
@@ -50,6 +57,9 @@ class BatchSettings:
     unmerged (``inferplane serve`` without ``--max-batch-size``)."""
     max_queue: int = 1024
     """Requests waiting beyond this get 503 with Retry-After."""
+    max_queue_bytes: int = 256 << 20
+    """Bytes of request bodies waiting beyond this get 503 with Retry-After (one request is
+    always admitted to an empty queue)."""
 
 
 class DataPlane:
@@ -62,6 +72,11 @@ class DataPlane:
         self.model_metadata = b""
         self.backend: Backend | None = None
         self.batchable = False
+        self.shared_batch = False
+        """Every input's first dimension is the same batch dimension (the model refuses inputs
+        that disagree on it): a request's inputs must agree on their rows."""
+        self.draining = False
+        """The server is shutting down: ready answers 503 so that endpoints move away."""
         self.inline = True
         self._batcher: Batcher | None = None
         self._signature: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -69,11 +84,13 @@ class DataPlane:
         self._outputs: set[str] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._layouts: dict[bytes, tuple[int, protocol.InferRequest, int, tuple[Any, ...]]] = {}
-        """Binary requests by JSON header: a client sends the same header again and again."""
+        """Binary requests by JSON header: a client sends the same header again and again.
+        Only headers that are pure layout (no id, no parameters, small) are kept."""
+        self._layout_bytes = 0
 
     @property
     def ready(self) -> bool:
-        return self.backend is not None
+        return self.backend is not None and not self.draining
 
     def warm_up(self, backend: Backend) -> None:
         """Run the loaded model once (and twice more to time it), and probe batching.
@@ -85,10 +102,10 @@ class DataPlane:
         sample = {s.name: _zeros(s, 1) for s in inputs}
         backend.infer(sample)
         self.inline = _fastest_run(lambda: backend.infer(sample)) < INLINE_BELOW_S
+        dynamic = all(s.dynamic_batch for s in inputs)
+        self.shared_batch = dynamic and (len(inputs) == 1 or _refuses_disagreeing_rows(backend))
         self.batchable = (
-            self.settings.max_batch_size > 1
-            and all(s.dynamic_batch for s in inputs)
-            and _splits_rows(backend, inputs)
+            self.settings.max_batch_size > 1 and self.shared_batch and _splits_rows(backend, inputs)
         )
 
     def attach(self, backend: Backend, *, load_seconds: float) -> None:
@@ -109,6 +126,7 @@ class DataPlane:
                 max_batch_size=self.settings.max_batch_size if self.batchable else 1,
                 max_delay_s=self.settings.max_queue_delay_s if self.batchable else 0.0,
                 max_queue=self.settings.max_queue,
+                max_queue_bytes=self.settings.max_queue_bytes,
                 metrics=self.metrics,
                 executor=self._executor,
             )
@@ -145,7 +163,7 @@ class DataPlane:
             raise errors.Unavailable(f"model '{self.name}' is loading")
         request, inputs, rows, key = self._decode(body, header_length)
         if self._batcher is not None:
-            self._batcher.submit(inputs, rows, key, (request, done))
+            self._batcher.submit(inputs, rows, key, (request, done), len(body))
             return
         started = time.perf_counter()
         try:
@@ -191,18 +209,24 @@ class DataPlane:
                 if name not in self._outputs:
                     raise errors.ProtocolError(f"unknown output '{name}'")
         key = batch_key(request.inputs)
-        if request.layout is not None:
-            if len(self._layouts) >= LAYOUT_CACHE:
+        if _is_layout(request, header_length):
+            if (
+                len(self._layouts) >= LAYOUT_CACHE
+                or self._layout_bytes + header_length > LAYOUT_CACHE_BYTES  # type: ignore[operator]
+            ):
                 self._layouts.clear()
+                self._layout_bytes = 0
             request.response_headers = {}
             template = dataclasses.replace(request, inputs={})  # keep no body alive
             self._layouts[header] = (len(body), template, rows, key)
+            self._layout_bytes += len(header)
         return request, request.inputs, rows, key
 
     def _validate(self, request: protocol.InferRequest) -> int:
         """Check inputs against the signature; return the request's rows (batch dimension)."""
         signature = self._signature
-        rows = 1
+        rows = -1
+        first = ""
         for name, array in request.inputs.items():
             wanted = signature.get(name)
             if wanted is None:
@@ -221,8 +245,13 @@ class DataPlane:
                     f"input '{name}': shape {list(shape)} does not match the model's "
                     f"{list(model_shape)}"
                 )
-            if shape:
-                rows = shape[0]
+            if rows == -1:
+                rows, first = (shape[0] if shape else 1), name
+            elif self.shared_batch and shape[0] != rows:
+                raise errors.ProtocolError(
+                    f"inputs '{first}' ({rows} rows) and '{name}' ({shape[0]} rows) disagree "
+                    "on the batch dimension (the first), which the model's inputs share"
+                )
         if len(request.inputs) != len(signature):
             missing = [n for n in signature if n not in request.inputs]
             raise errors.ProtocolError(f"missing input '{', '.join(missing)}'")
@@ -266,6 +295,35 @@ def _zeros(spec: TensorSpec, rows: int) -> np.ndarray:
         array.fill(b"")
         return array
     return np.zeros(shape, codecs.DTYPES[spec.datatype.value])
+
+
+def _is_layout(request: protocol.InferRequest, header_length: int | None) -> bool:
+    """Whether a binary request's JSON header is pure layout, and so may key the layout cache:
+    no id and no parameters (request data the cache must never keep), and small."""
+    return (
+        request.layout is not None
+        and header_length is not None
+        and header_length <= LAYOUT_HEADER_MAX
+        and request.id is None
+        and (not request.parameters or request.parameters.keys() <= _LAYOUT_PARAMETERS)
+    )
+
+
+_LAYOUT_PARAMETERS = {"binary_data_output"}
+"""Request parameters that are part of a layout (they choose the answer's form)."""
+
+
+def _refuses_disagreeing_rows(backend: Backend) -> bool:
+    """Whether the model refuses inputs whose first dimensions differ (2 rows, then 3 rows):
+    then its inputs share one batch dimension. A model that takes them has independent first
+    dimensions (``a: [n, 2]``, ``b: [m, 2]``), and merging requests would mix their rows."""
+    inputs = backend.inputs
+    probe = {s.name: _zeros(s, 2 if i == 0 else 3) for i, s in enumerate(inputs)}
+    try:
+        backend.infer(probe)
+    except Exception:  # the runtime's own error: the dimensions are tied
+        return True
+    return False
 
 
 def _splits_rows(backend: Backend, inputs: list[TensorSpec]) -> bool:

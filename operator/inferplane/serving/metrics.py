@@ -65,6 +65,8 @@ class Metrics(Collector):
         self.compute_seconds = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
         self.queue_depth = 0
+        self.retried = 0
+        """Requests re-run alone because the merged batch they were in failed."""
         self.in_flight = 0
         self.load_seconds = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
@@ -84,6 +86,13 @@ class Metrics(Collector):
         for outcome, n in sorted(self.requests.items()):
             requests.add_metric([self.model, outcome], n)
         yield requests
+        retried = CounterMetricFamily(
+            "inferplane_batch_retries",
+            "Requests re-run alone because the merged batch they were in failed.",
+            labels=labels,
+        )
+        retried.add_metric([self.model], self.retried)
+        yield retried
         for name, doc, hist in (
             ("inferplane_request_duration_seconds", "Time from request to response.",
              self.request_seconds),

@@ -112,7 +112,7 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         if name in inputs:
             raise errors.ProtocolError(f"input '{name}' given twice")
         if datatype not in codecs.DTYPES:
-            raise errors.ProtocolError(f"input '{name}': unknown datatype {datatype!r}")
+            raise errors.ProtocolError(f"input '{name}': unknown datatype {codecs.brief(datatype)}")
         params = item.get("parameters")
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
@@ -121,7 +121,9 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
                     f"input '{name}': binary_data_size without Inference-Header-Content-Length"
                 )
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise errors.ProtocolError(f"input '{name}': bad binary_data_size {size!r}")
+                raise errors.ProtocolError(
+                    f"input '{name}': bad binary_data_size {codecs.brief(size)}"
+                )
             array = codecs.from_binary(name, datatype, shape, view, offset, size)
             inputs[name] = array
             if layout is not None and datatype != "BYTES":

@@ -69,6 +69,8 @@ class OnnxRuntimeBackend:
         self._outputs: list[TensorSpec] = []
         self._output_names: list[str] = []
         self._run: Any = None
+        self._invalid_argument: type[Exception] | tuple[()] = ()
+        """The runtime's INVALID_ARGUMENT error class (none before ``load``)."""
 
     def load(self) -> None:
         try:
@@ -87,6 +89,9 @@ class OnnxRuntimeBackend:
         # The binding's own run skips the Python wrapper's per-call checks (about 5 us);
         # the server has validated names, dtypes and shapes already.
         self._run = getattr(self._session, "_sess", self._session).run
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+        self._invalid_argument = state.InvalidArgument
 
     def _open(self, ort: Any, providers: list[str], threads: int) -> Any:
         options = ort.SessionOptions()
@@ -133,7 +138,12 @@ class OnnxRuntimeBackend:
         return self._outputs
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self._run(self._output_names, inputs, None)
+        """Run once; the runtime's INVALID_ARGUMENT (an index out of range in a Gather, say)
+        is the input's fault: a ``ProtocolError`` (400), not a backend failure."""
+        try:
+            results = self._run(self._output_names, inputs, None)
+        except self._invalid_argument as exc:
+            raise errors.ProtocolError(f"the model refused the input: {exc}") from None
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
