@@ -120,7 +120,7 @@ def test_cluster_wide_rbac(tmp_path: Path) -> None:
     assert not find(objects, "Role")
     assert granted(objects, "inferplane.io", "inferencemodels") == {None: READ}
     assert granted(objects, "inferplane.io", "inferencemodels/status") == {None: {"patch"}}
-    assert granted(objects, "batch", "jobs") == {None: READ | {"create", "patch"}}
+    assert granted(objects, "batch", "jobs") == {None: READ | {"create", "patch", "delete"}}
     for group, resource in [
         ("apps", "deployments"),
         ("", "services"),

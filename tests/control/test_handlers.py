@@ -103,6 +103,16 @@ def test_only_node_changes_that_move_pools_count() -> None:
         },
     }
     cordoned = {**node, "spec": {**node["spec"], "unschedulable": True}}
+    flapped = {
+        **node,
+        "status": {
+            **node["status"],
+            "conditions": [
+                {"type": "Ready", "status": "Unknown", "lastTransitionTime": "2026-11-26T02:00:00Z"}
+            ],
+        },
+    }
     assert handlers._node_pool(node) == handlers._node_pool(beat)
-    assert handlers._node_pool(cordoned) is None
+    assert handlers._node_pool(cordoned) != handlers._node_pool(node)
+    assert handlers._node_pool(flapped) != handlers._node_pool(node)
     assert handlers._node_pool(None) is None

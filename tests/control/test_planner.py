@@ -12,7 +12,7 @@ from tests.cluster.profile import Profile
 
 from inferplane import errors
 from inferplane.api import v1alpha1
-from inferplane.control import planner
+from inferplane.control import naming, planner
 from inferplane.control.inventory import DevicePool, Inventory
 from inferplane.control.observed import Artifact, JobPhase, JobState, Observed, PoolState
 from inferplane.control.settings import OperatorSettings
@@ -36,6 +36,7 @@ NO_ASCEND = Inventory.from_nodes(
 )
 SETTINGS = OperatorSettings(store="s3://store/artifacts", store_secret="store-creds")
 MODEL = planner.Model("lenet", "ml", "uid-1", 3)
+POOL = naming.pool_name("lenet", DeviceClass.CPU, None)
 
 
 def _spec(**fields: Any) -> v1alpha1.InferenceModelSpec:
@@ -261,11 +262,10 @@ def test_succeeded_job_deploys_the_artifact() -> None:
     job = _job_name(spec)
     observed = Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())})
     plan = _plan(spec, observed)
-    assert _kinds(plan) == [
-        ("Deployment", "lenet-cpu"),
-        ("Service", "lenet-cpu"),
-        ("HorizontalPodAutoscaler", "lenet-cpu"),
-        ("PodDisruptionBudget", "lenet-cpu"),
+    assert _kinds(plan) == [  # one pool: the model's Service is the only one
+        ("Deployment", POOL),
+        ("HorizontalPodAutoscaler", POOL),
+        ("PodDisruptionBudget", POOL),
         ("Service", "lenet"),
     ]
     target = plan.targets[0]
@@ -287,7 +287,7 @@ def test_ready_pool_makes_the_model_ready_and_keeps_transition_times() -> None:
     job = _job_name(spec)
     observed = Observed(
         jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())},
-        pools={"lenet-cpu": PoolState("lenet-cpu", "onnx-cpu-abc", 1, 1, 1, True)},
+        pools={POOL: PoolState(POOL, "onnx-cpu-abc", 1, 1, 1, True)},
     )
     first = _plan(spec, observed)
     assert first.status["phase"] == "Ready"
@@ -369,7 +369,7 @@ def test_some_targets_failed_is_degraded() -> None:
             ),
             jobs[DeviceClass.CPU]: JobState(jobs[DeviceClass.CPU], JobPhase.SUCCEEDED, _result()),
         },
-        pools={"lenet-cpu": PoolState("lenet-cpu", "onnx-cpu-abc", 1, 1, 1, True)},
+        pools={POOL: PoolState(POOL, "onnx-cpu-abc", 1, 1, 1, True)},
     )
     plan = _plan(spec, observed, inventory=inventory)
     assert plan.status["phase"] == "Degraded"
@@ -394,16 +394,18 @@ def test_children_no_longer_planned_are_deleted() -> None:
     observed = Observed(
         jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())},
         children=(
-            Child("apps/v1", "Deployment", "lenet-cpu"),
+            Child("apps/v1", "Deployment", POOL),
             Child("apps/v1", "Deployment", "lenet-nvidia-t4"),
-            Child("autoscaling/v2", "HorizontalPodAutoscaler", "lenet-cpu"),
+            Child("autoscaling/v2", "HorizontalPodAutoscaler", POOL),
+            Child("v1", "Service", POOL),
             Child("v1", "Service", "lenet"),
         ),
     )
-    plan = _plan(spec, observed)  # min == max: no HPA wanted
+    plan = _plan(spec, observed)  # min == max: no HPA; one pool: no per-pool Service
     assert plan.delete == [
         ("apps/v1", "Deployment", "lenet-nvidia-t4"),
-        ("autoscaling/v2", "HorizontalPodAutoscaler", "lenet-cpu"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler", POOL),
+        ("v1", "Service", POOL),
     ]
 
 
@@ -412,7 +414,7 @@ def test_new_artifact_rolls_out_while_old_pods_serve() -> None:
     job = _job_name(spec)
     observed = Observed(
         jobs={job: JobState(job, JobPhase.SUCCEEDED, _result("onnx-cpu-new"))},
-        pools={"lenet-cpu": PoolState("lenet-cpu", "onnx-cpu-old", 1, 1, 0, False)},
+        pools={POOL: PoolState(POOL, "onnx-cpu-old", 1, 1, 0, False)},
     )
     plan = _plan(spec, observed)
     deployment = plan.apply[0]

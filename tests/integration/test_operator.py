@@ -21,9 +21,10 @@ from tests.api import bad_manifests
 from tests.cluster import handle
 from tests.e2e import operator_process as op
 
-from inferplane.control import cache, handlers, kube
+from inferplane.control import cache, handlers, kube, naming
 from inferplane.control.inventory import Inventory
 from inferplane.control.settings import OperatorSettings
+from inferplane.devices import DeviceClass
 
 RESOURCE_OF = {
     "nvidia": "nvidia.com/gpu",
@@ -172,7 +173,7 @@ def test_fallback_then_replan_when_the_class_comes_back(
     handle.wait_until(
         lambda: (
             {d["metadata"]["name"] for d in cluster.get("deployments", namespace=namespace)}
-            == {"pref-ascend910"}
+            == {naming.pool_name("pref", DeviceClass.ASCEND910, None)}
         ),
         timeout=30,
         what="the cpu pool to go",
@@ -270,7 +271,8 @@ def test_deletion_removes_everything_owned(
 ) -> None:
     _ready_on_cpu(cluster, namespace, "gone")
     kinds = "deployments,services,hpa,pdb,jobs"
-    assert cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.count("\n") == 6
+    # Deployment, the model's Service (one pool: no pool Service), HPA, PDB, Job
+    assert cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.count("\n") == 5
     assert not op.get_model(cluster, namespace, "gone")["metadata"].get("finalizers")
     operator.stop()  # no finalizer: the deletion needs no operator (docs/install.md, section 7)
     cluster.kubectl("delete", "inferencemodel", "gone", "-n", namespace, "--wait=true")
@@ -330,7 +332,7 @@ def test_a_child_deleted_by_hand_is_recreated(
     """The deletion event of any child wakes its model (the cache then lacks the child)."""
     _ready_on_cpu(cluster, namespace, "mended")
     before = _children(cluster, namespace)
-    assert len(before) == 5  # Deployment, two Services, HPA, PDB
+    assert len(before) == 4  # Deployment, the model's Service, HPA, PDB
     gone = [name for name in before if not name.startswith("Deployment/")]
     cluster.kubectl("delete", *[n.lower() for n in gone], "-n", namespace, "--wait=true")
     after = handle.wait_until(

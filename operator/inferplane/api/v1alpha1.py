@@ -520,7 +520,24 @@ class TargetStatus(_Wire):
     ready_replicas: int = 0
     """Server pods of this pool that are ready."""
     phase: str | None = None
-    """Converting, Deploying, Ready or Failed."""
+    """Converting, Deploying, Ready, Failed, or Retained (a pool no longer planned that keeps
+    serving: its class is cordoned or NotReady, or the pools replacing it are not ready yet)."""
+
+
+class FailedConversion(_Wire):
+    """A conversion that failed: not tried again until the spec changes or the annotation
+    ``inferplane.io/retry`` gets a new value."""
+
+    job: str
+    """The conversion Job that failed (its name is the conversion's identity)."""
+    target: str
+    """The device target, e.g. nvidia/T4."""
+    format: ArtifactFormat
+    """The artifact format it was to make."""
+    key: str | None = None
+    """The artifact key it was to write (when the operator can compute it: source.sha256 given)."""
+    message: str = Field(default="", max_length=4096)
+    """The failure, as the conversion reported it."""
 
 
 class InferenceModelStatus(_Wire):
@@ -536,6 +553,8 @@ class InferenceModelStatus(_Wire):
     """The spec generation the status describes."""
     targets: list[TargetStatus] = Field(default_factory=list)
     """Per device target: artifact, verification, replicas."""
+    failed_conversions: list[FailedConversion] = Field(default_factory=list)
+    """Conversions that failed for the current spec (and retry annotation): not retried."""
     devices: str | None = None
     """Summary of the device targets served, e.g. nvidia/A100-SXM4-40GB,cpu."""
     replicas: int = 0

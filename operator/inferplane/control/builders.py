@@ -374,10 +374,11 @@ def deployment(
     The artifact comes from the store: an init container fetches it for s3://, a pvc:// store is
     mounted read-only. A new artifact changes the pod template, so it rolls out with
     maxUnavailable 0: old pods go only when new ones are ready. Replicas are left to the HPA
-    when the spec allows scaling (min < max).
+    when the spec allows scaling (min < max; ``replicas_only`` hands them over). Labels and
+    selector carry the owner's uid (``owner``), never a name prefix.
     """
-    labels = naming.pool_labels(model, name, placement.device_class, product)
-    selector = naming.pool_selector(model, name)
+    labels = naming.pool_labels(model, owner["uid"], name, placement.device_class, product)
+    selector = naming.pool_selector(owner["uid"], name)
     directory = artifact_path(store=settings.store, key=key, pvc_root=settings.pvc_root)
     claim = _pvc_claim(settings.store)
     volumes, mounts = _volumes([claim] if claim else [], pvc_root=settings.pvc_root)
@@ -473,6 +474,19 @@ def deployment(
             "ownerReferences": [owner],
         },
         "spec": deployment_spec,
+    }
+
+
+def replicas_only(*, name: str, namespace: str, replicas: int) -> Manifest:
+    """A Deployment apply configuration holding nothing but ``spec.replicas``: applied with a
+    manager of its own (``naming.HANDOVER_MANAGER``), it keeps the count when the operator's
+    manager stops sending it, until the autoscaler writes its own (Kubernetes' documented way
+    to transfer ownership of a field between managers)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas},
     }
 
 

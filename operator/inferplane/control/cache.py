@@ -81,10 +81,18 @@ def by_owner(obj: Object, api_version: str, kind: str) -> dict[OwnerKey, dict[st
     return {key: entry for key in owner_keys(obj)}
 
 
-def by_name(obj: Object, api_version: str, kind: str) -> dict[NameKey, dict[str, Any]]:
-    """A conversion Job's index entry, under its name (Jobs are shared by models)."""
+def by_name(obj: Object, api_version: str, kind: str) -> dict[tuple[str, ...], dict[str, Any]]:
+    """A conversion Job's index entries: under its name (Jobs are shared by models), and under
+    each owning model as (namespace, uid, ``OWNER``), to find the Jobs a model no longer needs."""
     meta = obj["metadata"]
-    return {(meta.get("namespace", ""), meta["name"]): slim(obj, api_version, kind)}
+    entry = slim(obj, api_version, kind)
+    keys: list[tuple[str, ...]] = [(meta.get("namespace", ""), meta["name"])]
+    keys += [(*key, OWNER) for key in owner_keys(obj)]
+    return dict.fromkeys(keys, entry)
+
+
+OWNER = "owner"
+"""Third part of a Job index key by owner (a name key has two)."""
 
 
 def _identity(obj: Object) -> tuple[str, str, str]:
@@ -123,6 +131,15 @@ class Cache:
         if mine is None or (watched is not None and version(watched) >= version(mine)):
             return watched
         return mine
+
+    def jobs_of(self, namespace: str, uid: str) -> list[Object]:
+        """The conversion Jobs one model owns, the newer of the watched and the written copy."""
+        watched = {o["metadata"]["name"]: o for o in self.jobs.get((namespace, uid, OWNER), ())}
+        for (kind, space, name), mine in self.written.items():
+            if kind == "Job" and space == namespace and (namespace, uid) in owner_keys(mine):
+                watched.setdefault(name, mine)
+        found = [self.job(namespace, name) for name in watched]
+        return [o for o in found if o is not None and (namespace, uid) in owner_keys(o)]
 
     def wrote(self, obj: Object) -> None:
         """Remember the answer to an apply (a slim copy)."""

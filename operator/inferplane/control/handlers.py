@@ -21,6 +21,7 @@ again only when it differs; the status is patched only when it differs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -84,6 +85,10 @@ class Runtime:
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     inventory_dirty: bool = False
+    grace_timer: asyncio.TimerHandle | None = None
+    """Rebuilds the inventory when a NotReady node's grace ends (no event marks that moment)."""
+    conflicts: dict[tuple[str, str], dict[tuple[str, str], str]] = field(default_factory=dict)
+    """Per model: (kind, name) of objects it would create that exist and are not its own."""
     reconciles: int = 0
     queued_at: dict[tuple[str, str], float] = field(default_factory=dict)
     waited_s: float = 0.0
@@ -116,15 +121,26 @@ class Runtime:
             self.queue.put_nowait(key)
 
     def refresh_inventory(self) -> bool:
-        """Rebuild the inventory; True when the device pools changed."""
-        new = Inventory.from_nodes(self.nodes.values(), self.settings.devices)
+        """Rebuild the inventory; True when the device pools changed. When a NotReady node is
+        within its grace, a timer rebuilds it again when the grace ends."""
+        now = datetime.now(UTC)
+        grace = self.settings.not_ready_grace_s
+        nodes = list(self.nodes.values())
+        new = Inventory.from_nodes(nodes, self.settings.devices, now=now, not_ready_grace_s=grace)
         changed = _pools_signature(new) != _pools_signature(self.inventory)
         self.inventory = new
+        if self.grace_timer is not None:
+            self.grace_timer.cancel()
+            self.grace_timer = None
+        left = inventory_mod.grace_left(nodes, now=now, not_ready_grace_s=grace)
+        if left is not None:
+            self.grace_timer = asyncio.get_running_loop().call_later(left + 0.5, _refresh, self)
         return changed
 
 
 def _pools_signature(inventory: Inventory) -> list[tuple[Any, ...]]:
-    return [(p.device_class, p.product, p.has_capacity, p.taints) for p in inventory.pools]
+    usable = [(p.device_class, p.product, p.has_capacity, p.taints) for p in inventory.pools]
+    return usable + [("unusable", p.device_class, p.product) for p in inventory.unusable]
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
@@ -203,7 +219,7 @@ async def _observe(
     remembered = {t.job for t in previous.targets if t.key and t.job} if previous else set()
     unknown = [t for t, key in zip(targets, keys, strict=True) if key not in artifacts]
     jobs = []
-    for name in planner.conversion_jobs(spec, unknown):
+    for name in planner.conversion_jobs(spec, unknown, model.retry):
         if name in remembered:
             continue  # converted before: the status has its key, the Job is not needed
         job = (
@@ -232,6 +248,9 @@ async def _observe(
         owned=owned,
         artifacts=artifacts,
         key_annotation=naming.KEY_ANNOTATION,
+        owned_jobs=rt.cache.jobs_of(model.namespace, model.uid),
+        # the resync probes every planned name again: a conflicting object may have gone
+        conflicts={} if verify else rt.conflicts.get((model.namespace, model.name)),
     )
     hashes = {
         (o["kind"], o["metadata"]["name"]): (o["metadata"].get("annotations") or {}).get(
@@ -294,16 +313,79 @@ async def _invalid(rt: Runtime, body: Mapping[str, Any], problem: str) -> None:
     await _post_event(rt, body, planner.Event("Warning", "InvalidSpec", problem))
 
 
-async def _applied_hash(rt: Runtime, manifest: Mapping[str, Any]) -> str | None:
-    """The applied-hash annotation of the object as the API server has it (None: absent)."""
+async def _current(rt: Runtime, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The object as the API server has it (None: absent)."""
     meta = manifest["metadata"]
-    current = await rt.kube.get(
+    return await rt.kube.get(
         manifest["apiVersion"], manifest["kind"], meta["name"], namespace=meta["namespace"]
     )
+
+
+def _applied_hash(current: Mapping[str, Any] | None) -> str | None:
     if current is None:
         return None
     annotations: Mapping[str, str] = current["metadata"].get("annotations") or {}
     return annotations.get(APPLIED_ANNOTATION)
+
+
+def conflict(current: Mapping[str, Any] | None, uid: str) -> str | None:
+    """Why an existing object is not the model's to write (None: absent, or the model is its
+    controller). Such an object is reported and never taken over: a forced apply would move
+    another model's (or a person's) Service to this model's pods."""
+    if current is None:
+        return None
+    refs = current["metadata"].get("ownerReferences") or []
+    if any(r.get("uid") == uid and r.get("controller") for r in refs):
+        return None
+    owner = next((r for r in refs if r.get("controller")), None)
+    whose = f"{owner.get('kind')} {owner.get('name')}" if owner else "nobody"
+    return (
+        f"{current.get('kind', 'object')} {current['metadata']['name']} exists and is "
+        f"controlled by {whose}, not by this InferenceModel: left alone (rename or delete it)"
+    )
+
+
+async def _apply(
+    rt: Runtime,
+    plan: planner.Plan,
+    model: planner.Model,
+    hashes: Mapping[tuple[str, str], str | None],
+    *,
+    verify: bool,
+) -> dict[tuple[str, str], str]:
+    """Apply the plan's objects; returns the conflicts found (objects left alone).
+
+    An object the cache knows as the model's is applied (forced) when its hash changed. Any
+    other is read first (a create, or an object someone else made): the model's only if absent
+    or controlled by it. With ``verify`` every object is read (the resync).
+    """
+    for manifest in plan.handover:
+        await rt.kube.apply(manifest, manager=naming.HANDOVER_MANAGER)
+    found: dict[tuple[str, str], str] = {}
+    for manifest in plan.apply:
+        manifest = _with_hash(manifest)
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        shared = manifest["kind"] == "Job"  # never controlled by a model; named by its content
+        known = shared or key in hashes
+        if verify or not known:
+            current = await _current(rt, manifest)
+            why = None if shared else conflict(current, model.uid)
+            if why is not None:
+                found[key] = why
+                continue
+            applied = _applied_hash(current)
+        else:
+            applied = hashes.get(key)
+        if applied == manifest["metadata"]["annotations"][APPLIED_ANNOTATION]:
+            continue
+        try:
+            rt.cache.wrote(await rt.kube.apply(manifest, manager=naming.FIELD_MANAGER))
+        except errors.KubeError as exc:
+            if manifest["kind"] == "Job" and exc.status == 422:
+                log.warning("job %s exists with another template: %s", key[1], exc)
+                continue
+            raise
+    return found
 
 
 async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = False) -> None:
@@ -320,6 +402,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
             rt.remember(body)
     if body is None or body["metadata"].get("deletionTimestamp"):
         rt.models.pop((namespace, name), None)
+        rt.conflicts.pop((namespace, name), None)
         return  # owner references let the garbage collector remove the children
     try:
         spec = v1alpha1.validate_spec(body.get("spec"))
@@ -333,32 +416,27 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
     model = planner.Model.from_body(body)
     chosen = planner.choose(spec, rt.inventory, rt.settings.devices)
     seen, hashes = await _observe(rt, model, spec, chosen[0], previous, verify=verify)
-    plan = planner.plan(
-        model=model,
-        spec=spec,
-        inventory=rt.inventory,
-        observed=seen,
-        previous=previous,
-        settings=rt.settings,
-        now=datetime.now(UTC),
-        chosen=chosen,
-    )
-    for manifest in plan.apply:
-        manifest = _with_hash(manifest)
-        key = (manifest["kind"], manifest["metadata"]["name"])
-        applied = await _applied_hash(rt, manifest) if verify else hashes.get(key)
-        if applied == manifest["metadata"]["annotations"][APPLIED_ANNOTATION]:
-            continue
-        try:
-            rt.cache.wrote(await rt.kube.apply(manifest, manager=naming.FIELD_MANAGER))
-        except errors.KubeError as exc:
-            if manifest["kind"] == "Job" and exc.status == 422:
-                log.warning("job %s exists with another template: %s", key[1], exc)
-                continue
-            raise
+    now = datetime.now(UTC)
+    args: dict[str, Any] = {
+        "model": model, "spec": spec, "inventory": rt.inventory, "previous": previous,
+        "settings": rt.settings, "now": now, "chosen": chosen,
+    }  # fmt: skip
+    plan = planner.plan(observed=seen, **args)
+    found = await _apply(rt, plan, model, hashes, verify=verify)
+    known = dict(seen.conflicts)
+    if verify or found:
+        rt.conflicts[(namespace, name)] = {**known, **found}
+    if set(found) - set(known):
+        # new conflicts: the status says so (what was applied stays applied)
+        plan = planner.plan(
+            observed=dataclasses.replace(seen, conflicts={**known, **found}), **args
+        )
     for api_version, kind, child in plan.delete:
         await rt.kube.delete(api_version, kind, child, namespace=namespace)
         rt.cache.forget(kind, namespace, child)
+    for job, others in plan.disown:
+        patch = {"metadata": {"ownerReferences": others}}
+        await rt.kube.patch(*JOB, job, namespace=namespace, patch=patch)
     old = body.get("status") or {}
     patch = _status_patch(old, plan.status)
     if patch:
@@ -526,11 +604,14 @@ async def node_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: A
 
 def _node_pool(
     node: Mapping[str, Any] | None, devices: inventory_mod.Devices = DEFAULT_DEVICES
-) -> DevicePool | None:
-    """What one node contributes to the pools (None: nothing)."""
-    if node is None or not inventory_mod.usable(node):
+) -> tuple[DevicePool, bool, datetime | None] | None:
+    """What one node contributes to the pools: its pool, whether it is cordoned and since when
+    it is NotReady (None: no node)."""
+    if node is None:
         return None
-    return inventory_mod.classify(node, devices)
+    cordoned = bool(node.get("spec", {}).get("unschedulable"))
+    since = inventory_mod.not_ready_since(node)
+    return inventory_mod.classify(node, devices), cordoned, since
 
 
 def _refresh(rt: Runtime) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from inferplane.control.settings import DEFAULT_DEVICES, DeviceSettings
@@ -90,14 +91,49 @@ def _soc_version(chip: str | None, resource: str) -> str:
     return resource.rsplit("/", 1)[-1]
 
 
-def usable(node: Mapping[str, Any]) -> bool:
-    """Schedulable and not NotReady (a node with no conditions yet counts)."""
-    if node.get("spec", {}).get("unschedulable"):
-        return False
+def not_ready_since(node: Mapping[str, Any]) -> datetime | None:
+    """When the node's Ready condition left True (None: Ready, or no condition yet). A node
+    whose condition carries no time counts as NotReady since forever."""
     for condition in node.get("status", {}).get("conditions") or []:
         if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return True
+            if condition.get("status") == "True":
+                return None
+            stamp = condition.get("lastTransitionTime")
+            try:
+                return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+            except ValueError:
+                return datetime.min.replace(tzinfo=UTC)
+    return None
+
+
+def usable(
+    node: Mapping[str, Any], *, now: datetime | None = None, not_ready_grace_s: float = 0
+) -> bool:
+    """Schedulable and not NotReady (a node with no conditions yet counts). A node NotReady for
+    less than ``not_ready_grace_s`` at ``now`` still counts: a kubelet restart or a network
+    flap must not move a model's pools (the node lifecycle controller evicts pods from such a
+    node after 300 s by default, the same patience)."""
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    since = not_ready_since(node)
+    if since is None:
+        return True
+    return now is not None and (now - since).total_seconds() < not_ready_grace_s
+
+
+def grace_left(
+    nodes: Iterable[Mapping[str, Any]], *, now: datetime, not_ready_grace_s: float
+) -> float | None:
+    """Seconds until the first NotReady node's grace ends (None: no node is in its grace): when
+    the inventory must be rebuilt although no node changed."""
+    left = []
+    for node in nodes:
+        since = not_ready_since(node)
+        if since is not None and not node.get("spec", {}).get("unschedulable"):
+            remaining = not_ready_grace_s - (now - since).total_seconds()
+            if remaining > 0:
+                left.append(remaining)
+    return min(left, default=None)
 
 
 def _offered(names: Iterable[str], allocatable: Mapping[str, Any]) -> str | None:
@@ -153,43 +189,52 @@ class Inventory:
     """The cluster's device pools, best class first, then by product name."""
 
     pools: tuple[DevicePool, ...] = ()
+    unusable: tuple[DevicePool, ...] = ()
+    """Pools of nodes that exist but take no new pods (cordoned, or NotReady past the grace):
+    a pool serving there keeps its pods (make-before-break), but nothing new is planned there."""
 
     @classmethod
-    def from_pools(cls, pools: Iterable[DevicePool]) -> Inventory:
+    def from_pools(
+        cls, pools: Iterable[DevicePool], unusable: Iterable[DevicePool] = ()
+    ) -> Inventory:
         """An inventory from pools built by hand (local mode detects its own devices)."""
         order = {c: i for i, c in enumerate(PREFERENCE)}
-        return cls(tuple(sorted(pools, key=lambda p: (order[p.device_class], p.product or ""))))
+
+        def ordered(found: Iterable[DevicePool]) -> tuple[DevicePool, ...]:
+            return tuple(sorted(found, key=lambda p: (order[p.device_class], p.product or "")))
+
+        return cls(ordered(pools), ordered(unusable))
 
     @classmethod
     def from_nodes(
-        cls, nodes: Iterable[Mapping[str, Any]], devices: Devices = DEFAULT_DEVICES
+        cls,
+        nodes: Iterable[Mapping[str, Any]],
+        devices: Devices = DEFAULT_DEVICES,
+        *,
+        now: datetime | None = None,
+        not_ready_grace_s: float = 0,
     ) -> Inventory:
-        """Group usable Nodes (schedulable, not NotReady) into pools by class and product, as
-        ``devices`` (the operator settings' table) recognises them."""
-        merged: dict[tuple[DeviceClass, str | None], DevicePool] = {}
-        for node in nodes:
-            if not usable(node):
-                continue
-            one = classify(node, devices)
-            key = (one.device_class, one.product)
-            seen = merged.get(key)
-            if seen is None:
-                merged[key] = one
-                continue
-            merged[key] = DevicePool(
-                one.device_class,
-                one.product,
-                seen.allocatable + one.allocatable,
-                seen.nodes + one.nodes,
-                seen.taints + tuple(t for t in one.taints if t not in seen.taints),
-                seen.resource or one.resource,
-                {k: v for k, v in seen.selector.items() if one.selector.get(k) == v},
-            )
-        return cls.from_pools(merged.values())
+        """Group usable Nodes (schedulable, not NotReady past the grace) into pools by class and
+        product, as ``devices`` (the operator settings' table) recognises them; the other nodes
+        into ``unusable`` pools."""
+        nodes = list(nodes)
+        good = [n for n in nodes if usable(n, now=now, not_ready_grace_s=not_ready_grace_s)]
+        bad = [n for n in nodes if not usable(n, now=now, not_ready_grace_s=not_ready_grace_s)]
+        pools = _merge_nodes(good, devices)
+        present = {(p.device_class, p.product) for p in pools if p.has_capacity}
+        gone = [p for p in _merge_nodes(bad, devices) if (p.device_class, p.product) not in present]
+        return cls.from_pools(pools, gone)
 
     def pools_of(self, device_class: DeviceClass) -> list[DevicePool]:
         """The pools of one class that have capacity."""
         return [p for p in self.pools if p.device_class is device_class and p.has_capacity]
+
+    def unusable_pool(self, device_class: DeviceClass, product: str | None) -> DevicePool | None:
+        """The pool of one class and product whose nodes all exist but take no new pods."""
+        for pool in self.unusable:
+            if pool.device_class is device_class and pool.product == product:
+                return pool
+        return None
 
     def classes(self) -> list[DeviceClass]:
         """Classes with capacity, best first."""
@@ -201,3 +246,25 @@ class Inventory:
 
     def allocatable(self, device_class: DeviceClass) -> int:
         return sum(p.allocatable for p in self.pools_of(device_class))
+
+
+def _merge_nodes(nodes: Iterable[Mapping[str, Any]], devices: Devices) -> list[DevicePool]:
+    """Nodes grouped into pools by class and product."""
+    merged: dict[tuple[DeviceClass, str | None], DevicePool] = {}
+    for node in nodes:
+        one = classify(node, devices)
+        key = (one.device_class, one.product)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = one
+            continue
+        merged[key] = DevicePool(
+            one.device_class,
+            one.product,
+            seen.allocatable + one.allocatable,
+            seen.nodes + one.nodes,
+            seen.taints + tuple(t for t in one.taints if t not in seen.taints),
+            seen.resource or one.resource,
+            {k: v for k, v in seen.selector.items() if one.selector.get(k) == v},
+        )
+    return list(merged.values())

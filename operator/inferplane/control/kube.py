@@ -199,8 +199,10 @@ class Kube:
         text = await self._call("GET", path, params=params, missing_ok=True, raw=True)
         return text if isinstance(text, str) else ""
 
-    async def apply(self, manifest: Mapping[str, Any], *, manager: str) -> dict[str, Any]:
-        """Server-side apply (forced: the operator owns the fields it sets)."""
+    async def apply(
+        self, manifest: Mapping[str, Any], *, manager: str, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply (forced by default: the operator owns the fields it sets)."""
         meta = manifest["metadata"]
         path = path_of(
             manifest["apiVersion"], manifest["kind"], namespace=meta.get("namespace"),
@@ -209,7 +211,7 @@ class Kube:
         result: dict[str, Any] = await self._call(
             "PATCH",
             path,
-            params={"fieldManager": manager, "force": "true"},
+            params={"fieldManager": manager, "force": "true" if force else "false"},
             body=manifest,
             content_type="application/apply-patch+yaml",
         )
@@ -230,6 +232,16 @@ class Kube:
         path = path_of(api_version, kind, namespace=namespace, name=name)
         body = {"propagationPolicy": "Background"}
         await self._call("DELETE", path, body=body, missing_ok=True)
+
+    async def patch(
+        self, api_version: str, kind: str, name: str, *, namespace: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch an object (None: it is gone)."""
+        path = path_of(api_version, kind, namespace=namespace, name=name)
+        result: dict[str, Any] | None = await self._call(
+            "PATCH", path, body=patch, content_type="application/merge-patch+json", missing_ok=True
+        )
+        return result
 
     async def patch_status(
         self, api_version: str, kind: str, name: str, *, namespace: str, status: Mapping[str, Any]

@@ -20,6 +20,8 @@ from inferplane.devices import DeviceClass
 MANAGED_BY = "inferplane"
 FIELD_MANAGER = "inferplane-operator"
 MODEL_LABEL = "inferplane.io/model"
+MODEL_UID_LABEL = "inferplane.io/model-uid"
+"""The owning model's uid: what selectors match on (a name can be reused; a uid never)."""
 CLASS_LABEL = "inferplane.io/device-class"
 PRODUCT_LABEL = "inferplane.io/product"
 POOL_LABEL = "inferplane.io/pool"
@@ -27,6 +29,10 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 KEY_ANNOTATION = "inferplane.io/artifact-key"
 ARTIFACT_ANNOTATION = "inferplane.io/artifact"
 TARGET_ANNOTATION = "inferplane.io/target"
+RETRY_ANNOTATION = "inferplane.io/retry"
+"""On an InferenceModel: a new value retries its failed conversions."""
+HANDOVER_MANAGER = "inferplane-handover"
+"""Field manager that holds a Deployment's replicas while an autoscaler takes them over."""
 SERVER = "server"
 CONVERSION = "conversion"
 
@@ -67,13 +73,21 @@ def label_value(text: str) -> str:
 def pool_name(model: str, device_class: DeviceClass, product: str | None) -> str:
     """Deployment / per-pool Service / HPA / PDB name of one server pool.
 
-    Kept to 52 characters: ReplicaSet and Pod names add suffixes to a Deployment's name.
+    ``<model>-<class>[-<product>]-<hash>``, the hash over the three parts: the model name is
+    free text, so without it model ``lenet``'s cpu pool and model ``lenet-cpu``'s Service (or
+    the pools of ``lenet-cpu`` and ``lenet-cpu-cpu``) would share a name. Kept to 52
+    characters: ReplicaSet and Pod names add suffixes to a Deployment's name.
     """
-    return dns_label(model, device_class.value, product or "", max_length=52)
+    suffix = digest("\0".join((model, device_class.value, product or "")))
+    head = dns_label(model, device_class.value, product or "", max_length=52 - len(suffix) - 1)
+    return f"{head}-{suffix}"
 
 
 def model_service_name(model: str) -> str:
-    """The Service spanning every pool of a model."""
+    """The Service spanning every pool of a model: the model's own name when that is a valid
+    Service name (a pool name always ends in a hash of its parts, so it cannot be one by chance;
+    a model named like another's pool on purpose meets an object it does not own: reported,
+    never taken over)."""
     return dns_label(model, max_length=63)
 
 
@@ -83,7 +97,7 @@ def job_name(conversion_id: str, device_class: DeviceClass, product: str | None)
     return dns_label("convert", device_class.value, product or "", conversion_id, max_length=63)
 
 
-def model_labels(model: str) -> dict[str, str]:
+def model_labels(model: str, uid: str) -> dict[str, str]:
     """Labels on everything made for one model."""
     return {
         "app.kubernetes.io/name": "inferplane",
@@ -91,19 +105,21 @@ def model_labels(model: str) -> dict[str, str]:
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/part-of": "inferplane",
         MODEL_LABEL: label_value(model),
+        MODEL_UID_LABEL: label_value(uid),
     }
 
 
-def server_selector(model: str) -> dict[str, str]:
-    """Selects every server pod of a model (the model-wide Service, status.selector)."""
-    return {MODEL_LABEL: label_value(model), COMPONENT_LABEL: SERVER}
+def server_selector(uid: str) -> dict[str, str]:
+    """Selects every server pod of a model (the model-wide Service, status.selector): by uid,
+    never by name, so no other model's pods (nor a deleted namesake's) can match."""
+    return {MODEL_UID_LABEL: label_value(uid), COMPONENT_LABEL: SERVER}
 
 
 def pool_labels(
-    model: str, pool: str, device_class: DeviceClass, product: str | None
+    model: str, uid: str, pool: str, device_class: DeviceClass, product: str | None
 ) -> dict[str, str]:
     labels = {
-        **model_labels(model),
+        **model_labels(model, uid),
         COMPONENT_LABEL: SERVER,
         POOL_LABEL: pool,
         CLASS_LABEL: device_class.value,
@@ -113,9 +129,9 @@ def pool_labels(
     return labels
 
 
-def pool_selector(model: str, pool: str) -> dict[str, str]:
+def pool_selector(uid: str, pool: str) -> dict[str, str]:
     """Selects the server pods of one pool (Deployment, per-pool Service, PDB)."""
-    return {MODEL_LABEL: label_value(model), COMPONENT_LABEL: SERVER, POOL_LABEL: pool}
+    return {**server_selector(uid), POOL_LABEL: pool}
 
 
 def conversion_labels(device_class: DeviceClass, product: str | None) -> dict[str, str]:

@@ -116,6 +116,8 @@ class PoolState:
     updated_replicas: int = 0
     up_to_date: bool = False
     """The controller has seen the latest template and every pod runs it."""
+    wanted: int = 1
+    """spec.replicas as the API server has it (set by us, or by an autoscaler)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,11 @@ class Observed:
     children: tuple[Child, ...] = ()
     artifacts: Mapping[str, Artifact] = field(default_factory=dict)
     """Artifacts found in the store by key (lookups the operator could make itself)."""
+    owned_jobs: Mapping[str, JobState] = field(default_factory=dict)
+    """Conversion Jobs this model is an owner of (planned or not any longer)."""
+    conflicts: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(kind, name) of objects the model would create that exist without it as their controller
+    owner: never taken over; the message says whose they are."""
 
 
 def _job_phase(job: Mapping[str, Any]) -> JobPhase:
@@ -176,18 +183,23 @@ def from_objects(
     owned: Iterable[Mapping[str, Any]] = (),
     artifacts: Mapping[str, Artifact] | None = None,
     key_annotation: str = "inferplane.io/artifact-key",
+    owned_jobs: Iterable[Mapping[str, Any]] = (),
+    conflicts: Mapping[tuple[str, str], str] | None = None,
 ) -> Observed:
     """Observed state from raw API objects (as dicts)."""
     pods = list(pods)
-    job_states = {}
-    for job in jobs:
+
+    def state(job: Mapping[str, Any]) -> JobState:
         name = job["metadata"]["name"]
         phase = _job_phase(job)
         message = _termination_message(pods, name)
         if phase is JobPhase.FAILED and not message:
             message = _job_failure_reason(job)
         owners = tuple(job["metadata"].get("ownerReferences") or ())
-        job_states[name] = JobState(name, phase, message, owners)
+        return JobState(name, phase, message, owners)
+
+    job_states = {job["metadata"]["name"]: state(job) for job in jobs}
+    mine = {job["metadata"]["name"]: state(job) for job in owned_jobs}
     pools = {}
     for deployment in deployments:
         meta = deployment["metadata"]
@@ -206,8 +218,9 @@ def from_objects(
             ready_replicas=int(status.get("readyReplicas") or 0),
             updated_replicas=updated,
             up_to_date=up_to_date,
+            wanted=int(wanted),
         )
     children = tuple(
         Child(o.get("apiVersion", ""), o.get("kind", ""), o["metadata"]["name"]) for o in owned
     )
-    return Observed(job_states, pools, children, dict(artifacts or {}))
+    return Observed(job_states, pools, children, dict(artifacts or {}), mine, dict(conflicts or {}))

@@ -212,11 +212,15 @@ def target_options(spec: v1alpha1.InferenceModelSpec, target: Target) -> TargetO
     )
 
 
-def conversion_id(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> str:
+def conversion_id(
+    spec: v1alpha1.InferenceModelSpec, options: TargetOptions, retry: str = ""
+) -> str:
     """Identity of one conversion: the source (digest if known, else URI) and every option the
-    convert command gets. The same source and options → the same Job, across models too."""
+    convert command gets. The same source and options → the same Job, across models too.
+    ``retry``: the model's ``inferplane.io/retry`` annotation; a new value is a new conversion
+    (a failed one is not tried again otherwise)."""
     source = spec.source
-    identity = {
+    identity: dict[str, Any] = {
         "source": source.sha256 or source.uri,
         "format": source.format.value,
         "network": source.network,
@@ -225,6 +229,8 @@ def conversion_id(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> 
         "target": options.document(),
         "verification": spec.verification.model_dump(mode="json"),
     }
+    if retry:
+        identity["retry"] = retry
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return naming.digest(text, 16)
 
@@ -257,6 +263,11 @@ class Plan:
     """The new ``status`` (wire form)."""
     events: list[Event]
     targets: list[v1alpha1.TargetStatus]
+    handover: list[Manifest] = field(default_factory=list)
+    """Replica-only Deployment manifests to apply first, with ``naming.HANDOVER_MANAGER``: a pool
+    turning autoscaled keeps its replica count while the operator stops setting it."""
+    disown: list[tuple[str, list[Manifest]]] = field(default_factory=list)
+    """Shared conversion Jobs this model no longer needs: (name, the other owners to keep)."""
 
 
 @dataclass(frozen=True)
@@ -267,13 +278,17 @@ class Model:
     namespace: str
     uid: str
     generation: int = 1
+    retry: str = ""
+    """The ``inferplane.io/retry`` annotation: a new value retries failed conversions."""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Model:
         meta = body["metadata"]
+        retry = (meta.get("annotations") or {}).get(naming.RETRY_ANNOTATION, "")
         return cls(
-            meta["name"], meta.get("namespace", "default"), meta["uid"], meta.get("generation", 1)
-        )
+            meta["name"], meta.get("namespace", "default"), meta["uid"],
+            meta.get("generation", 1), retry,
+        )  # fmt: skip
 
     def owner(self, *, controller: bool = True) -> Manifest:
         return naming.owner_reference(
@@ -306,23 +321,32 @@ def onnx_fallback(target: Target, message: str) -> Target:
     )
 
 
-def conversion_jobs(spec: v1alpha1.InferenceModelSpec, targets: Sequence[Target]) -> list[str]:
+def job_of(spec: v1alpha1.InferenceModelSpec, target: Target, retry: str = "") -> str:
+    """The name of the conversion Job that makes ``target``'s artifact."""
+    cid = conversion_id(spec, target_options(spec, target), retry)
+    return naming.job_name(cid, target.device_class, target.product)
+
+
+def conversion_jobs(
+    spec: v1alpha1.InferenceModelSpec, targets: Sequence[Target], retry: str = ""
+) -> list[str]:
     """The Jobs the targets use (a TensorRT target's ONNX fallback too): what to observe."""
     names = []
     for target in targets:
         candidates = [target]
         if target.format is ArtifactFormat.TENSORRT:
             candidates.append(onnx_fallback(target, ""))
-        for candidate in candidates:
-            options = target_options(spec, candidate)
-            cid = conversion_id(spec, options)
-            names.append(naming.job_name(cid, candidate.device_class, candidate.product))
+        names += [job_of(spec, candidate, retry) for candidate in candidates]
     return names
 
 
 def _job_owners(observed_owners: Sequence[Mapping[str, Any]], model: Model) -> list[Manifest]:
     owners = [dict(o) for o in observed_owners if o.get("uid") != model.uid]
     return [*owners, model.owner(controller=False)]
+
+
+POOL_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+"""The kinds of a server pool's objects, all named after the pool."""
 
 
 @dataclass
@@ -333,6 +357,10 @@ class _Work:
     apply: list[Manifest] = field(default_factory=list)
     keep: list[tuple[str, str]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+    """Conversion Jobs this target uses (or failed in): the ones not to clean up."""
+    failures: list[v1alpha1.FailedConversion] = field(default_factory=list)
+    handover: list[Manifest] = field(default_factory=list)
 
 
 def _plan_target(
@@ -342,10 +370,14 @@ def _plan_target(
     model: Model,
     observed: Observed,
     previous: v1alpha1.TargetStatus | None,
+    failed: Mapping[str, v1alpha1.FailedConversion],
     settings: OperatorSettings,
+    single: bool,
 ) -> _Work:
     options = target_options(spec, target)
-    job = naming.job_name(conversion_id(spec, options), target.device_class, target.product)
+    job = naming.job_name(
+        conversion_id(spec, options, model.retry), target.device_class, target.product
+    )
     key = known_key(spec, options)
     state = observed.jobs.get(job)
     artifact: Artifact | None = observed.artifacts.get(key) if key else None
@@ -361,7 +393,7 @@ def _plan_target(
         reason=target.reason,
         job=job,
     )
-    work = _Work(status)
+    work = _Work(status, jobs=[job])
     label = target.label
     placement = builders.Placement.of_class(
         target.device_class,
@@ -371,6 +403,23 @@ def _plan_target(
         taints=target.taints,
     )
     if artifact is None:
+        record = failed.get(job)
+        if state is not None and state.phase is JobPhase.FAILED:
+            message = state.message or "the conversion Job failed"
+            record = v1alpha1.FailedConversion(
+                job=job, target=label, format=target.format, key=key, message=message[-4096:]
+            )
+        if record is not None:
+            # failed before (the Job may be gone by its TTL): not tried again until the spec or
+            # the retry annotation changes, which changes the Job's name
+            work.failures.append(record)
+            status.phase = "Failed"
+            status.message = record.message
+            if previous is None or previous.phase != "Failed" or previous.job != job:
+                work.events.append(
+                    Event("Warning", "ConversionFailed", f"{label}: {status.message}")
+                )
+            return work
         if state is None or (state.phase is JobPhase.RUNNING and not _owns(state.owners, model)):
             owners = _job_owners(state.owners if state else (), model)
             work.apply.append(
@@ -389,14 +438,7 @@ def _plan_target(
                     settings=settings,
                 )
             )
-        if state is not None and state.phase is JobPhase.FAILED:
-            status.phase = "Failed"
-            status.message = state.message or "the conversion Job failed"
-            if previous is None or previous.phase != "Failed" or previous.job != job:
-                work.events.append(
-                    Event("Warning", "ConversionFailed", f"{label}: {status.message}")
-                )
-        elif state is not None and state.phase is JobPhase.SUCCEEDED:
+        if state is not None and state.phase is JobPhase.SUCCEEDED:
             status.phase = "Failed"
             status.message = (
                 "the conversion Job succeeded but reported no artifact key in its termination "
@@ -425,10 +467,23 @@ def _plan_target(
             Event("Normal", "Converted", f"{label}: artifact {artifact.key}{numbers}")
         )
     pool = naming.pool_name(model.name, target.device_class, target.product)
-    labels = naming.pool_labels(model.name, pool, target.device_class, target.product)
-    selector = naming.pool_selector(model.name, pool)
+    taken = [
+        observed.conflicts[(kind, pool)]
+        for kind in POOL_KINDS
+        if (kind, pool) in observed.conflicts
+    ]
+    if taken:
+        status.phase = "Failed"
+        status.message = "; ".join(taken)
+        if previous is None or previous.message != status.message:
+            work.events.append(Event("Warning", "NameConflict", f"{label}: {status.message}"))
+        return work
+    labels = naming.pool_labels(model.name, model.uid, pool, target.device_class, target.product)
+    selector = naming.pool_selector(model.uid, pool)
     owner = model.owner()
     common: dict[str, Any] = {"name": pool, "namespace": model.namespace, "owner": owner}
+    seen = observed.pools.get(pool)
+    autoscaled = spec.replicas.min < spec.replicas.max
     work.apply.append(
         builders.deployment(
             **common,
@@ -441,17 +496,40 @@ def _plan_target(
             settings=settings,
         )
     )
-    work.apply.append(
-        builders.service(
-            **common, labels=labels, selector=selector, port=settings.server_port, headless=True
+    work.keep.append(("Deployment", pool))
+    if (
+        autoscaled
+        and seen is not None
+        and ("HorizontalPodAutoscaler", pool) not in {(c.kind, c.name) for c in observed.children}
+    ):
+        # turning autoscaled: the operator stops setting replicas; under server-side apply a
+        # field its only manager drops goes back to its default (1). A second manager takes
+        # the count over first, at no less than what runs now; the HPA then owns it.
+        work.handover.append(
+            builders.replicas_only(
+                name=pool,
+                namespace=model.namespace,
+                replicas=max(seen.wanted, seen.ready_replicas, spec.replicas.min),
+            )
         )
-    )
-    work.keep += [("Deployment", pool), ("Service", pool), ("PodDisruptionBudget", pool)]
-    if spec.replicas.min < spec.replicas.max:
+    if not single:
+        work.apply.append(
+            builders.service(
+                **common,
+                labels=labels,
+                selector=selector,
+                port=settings.server_port,
+                headless=True,
+            )
+        )
+        work.keep.append(("Service", pool))
+    if autoscaled:
         work.apply.append(builders.hpa(**common, labels=labels, replicas=spec.replicas))
         work.keep.append(("HorizontalPodAutoscaler", pool))
-    work.apply.append(builders.pdb(**common, labels=labels, selector=selector))
-    seen = observed.pools.get(pool)
+    if spec.replicas.max > 1:
+        # with one replica a budget protects nothing, and would only add an object
+        work.apply.append(builders.pdb(**common, labels=labels, selector=selector))
+        work.keep.append(("PodDisruptionBudget", pool))
     if seen is not None:
         status.replicas = seen.replicas
         status.ready_replicas = seen.ready_replicas if seen.key == artifact.key else 0
@@ -471,6 +549,88 @@ def _owns(owners: Sequence[Mapping[str, Any]], model: Model) -> bool:
     return any(o.get("uid") == model.uid for o in owners)
 
 
+@dataclass(frozen=True)
+class _Retained:
+    """A pool no longer planned but kept: its pods serve until it may go (make-before-break)."""
+
+    name: str
+    status: v1alpha1.TargetStatus | None
+    """Its target as the previous status had it (None: a pool of an older naming)."""
+    note: str | None
+    """Why the model is degraded by it (its class's nodes take no new pods), if so."""
+
+
+def _retained_pools(
+    *,
+    model: Model,
+    observed: Observed,
+    planned: set[str],
+    replaced: bool,
+    previous: v1alpha1.InferenceModelStatus | None,
+    inventory: Inventory,
+) -> list[_Retained]:
+    """Pools that exist, are not planned, and must stay.
+
+    A pool whose class still has nodes, all cordoned or NotReady past the grace, stays as long
+    as those nodes exist: cordon means "no new pods", not "stop serving". Any other pool stays
+    while its pods are ready and the planned pools do not all serve yet (``replaced``): a new
+    preference, a new product or a vanished class never leaves the model with less capacity
+    than it had.
+    """
+    by_pool = {
+        naming.pool_name(model.name, t.device_class, t.product): t
+        for t in (previous.targets if previous else [])
+    }
+    kept = []
+    for name, seen in sorted(observed.pools.items()):
+        if name in planned:
+            continue
+        target = by_pool.get(name)
+        stuck = target is not None and inventory.unusable_pool(target.device_class, target.product)
+        if not stuck and (seen.ready_replicas == 0 or replaced):
+            continue
+        status = None
+        note = None
+        if target is not None:
+            label = _label(target.device_class, target.product)
+            if stuck:
+                note = (
+                    f"{label}: every node is cordoned or NotReady; its {seen.ready_replicas} "
+                    "ready pods keep serving, nothing new is placed there"
+                )
+            reason = note or f"{label}: no longer planned; serving until the new pools are ready"
+            status = target.model_copy(
+                update={
+                    "replicas": seen.replicas,
+                    "ready_replicas": seen.ready_replicas,
+                    "phase": "Retained",
+                    "reason": reason,
+                    "message": None,
+                }
+            )
+        kept.append(_Retained(name, status, note))
+    return kept
+
+
+def _jobs_to_release(
+    observed: Observed, model: Model, planned: set[str]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, list[Manifest]]]]:
+    """Conversion Jobs this model owns but plans no longer (a superseded spec, a target gone):
+    deleted when no other model owns them (a TensorRT build holds a GPU for nobody), else left
+    to the others."""
+    delete: list[tuple[str, str, str]] = []
+    disown: list[tuple[str, list[Manifest]]] = []
+    for name, state in sorted(observed.owned_jobs.items()):
+        if name in planned:
+            continue
+        others = [dict(o) for o in state.owners if o.get("uid") != model.uid]
+        if others:
+            disown.append((name, others))
+        else:
+            delete.append(("batch/v1", "Job", name))
+    return delete, disown
+
+
 def plan(
     *,
     model: Model,
@@ -486,64 +646,111 @@ def plan(
     ``choose`` returned for this spec and inventory, when the caller has it already."""
     targets, skipped = chosen or choose(spec, inventory, settings.devices)
     before = _previous(previous)
+    failed = {f.job: f for f in previous.failed_conversions} if previous else {}
+    single = len(targets) == 1
     works: list[_Work] = []
+    jobs: set[str] = set()
+    failures: list[v1alpha1.FailedConversion] = []
     for target in targets:
-        work = _plan_target(
-            target, spec=spec, model=model, observed=observed,
-            previous=before.get(target.label), settings=settings,
-        )  # fmt: skip
+        args: dict[str, Any] = {
+            "spec": spec, "model": model, "observed": observed, "failed": failed,
+            "previous": before.get(target.label), "settings": settings, "single": single,
+        }  # fmt: skip
+        work = _plan_target(target, **args)
+        jobs.update(work.jobs)
+        failures += work.failures
         if work.status.phase == "Failed" and target.format is ArtifactFormat.TENSORRT:
             fallback = onnx_fallback(target, work.status.message or "")
             if fallback.format in CONVERTIBLE[spec.source.format]:
-                work = _plan_target(
-                    fallback, spec=spec, model=model, observed=observed,
-                    previous=before.get(target.label), settings=settings,
-                )  # fmt: skip
+                work = _plan_target(fallback, **args)
+                jobs.update(work.jobs)
+                failures += work.failures
         works.append(work)
     service_name = naming.model_service_name(model.name)
     apply: list[Manifest] = [w for work in works for w in work.apply]
     keep = {k for work in works for k in work.keep}
     keep.add(("Service", service_name))
-    apply.append(
-        builders.service(
-            name=service_name,
-            namespace=model.namespace,
-            owner=model.owner(),
-            labels=naming.model_labels(model.name),
-            selector=naming.server_selector(model.name),
-            port=settings.server_port,
+    statuses = [w.status for w in works]
+    events = [e for w in works for e in w.events]
+    conflict = observed.conflicts.get(("Service", service_name))
+    if conflict is None:
+        apply.append(
+            builders.service(
+                name=service_name,
+                namespace=model.namespace,
+                owner=model.owner(),
+                labels=naming.model_labels(model.name, model.uid),
+                selector=naming.server_selector(model.uid),
+                port=settings.server_port,
+            )
         )
-    )
+    serving = [t for t in statuses if t.phase != "Failed"]
+    replaced = bool(serving) and all(t.phase == "Ready" for t in serving)
+    retained = _retained_pools(
+        model=model, observed=observed, planned={n for k, n in keep if k == "Deployment"},
+        replaced=replaced, previous=previous, inventory=inventory,
+    )  # fmt: skip
+    keep |= {(kind, r.name) for r in retained for kind in POOL_KINDS}
     delete = [
         (c.api_version, c.kind, c.name) for c in observed.children if (c.kind, c.name) not in keep
     ]
-    statuses = [w.status for w in works]
-    events = [e for w in works for e in w.events]
+    released, disown = _jobs_to_release(observed, model, jobs)
+    delete += released
+    kept_statuses = [r.status for r in retained if r.status is not None]
+    notes = [r.note for r in retained if r.note]
+    still_serving = any(t.ready_replicas > 0 for t in kept_statuses)
     failure = None
-    if not targets:
+    if not targets and not still_serving:
         failure = "no device can serve this model: " + (
             "; ".join(skipped) or "the cluster offers no device class"
         )
-    elif skipped and not spec.auto and (previous is None or not previous.targets):
+    elif targets and skipped and not spec.auto and (previous is None or not previous.targets):
         events.append(Event("Warning", "Fallback", targets[0].reason))
     phase = status_mod.phase(statuses)
-    if failure and (previous is None or previous.phase != v1alpha1.Phase.FAILED):
+    if still_serving and (notes or phase is not v1alpha1.Phase.READY):
+        phase = v1alpha1.Phase.DEGRADED
+        notes += [] if targets else skipped
+    if conflict is not None:
+        phase = v1alpha1.Phase.FAILED
+        failure = conflict
+        was = previous.conditions if previous else []
+        if not any(c.reason == "NameConflict" for c in was):
+            events.append(Event("Warning", "NameConflict", conflict))
+    if (
+        failure
+        and conflict is None
+        and (previous is None or previous.phase != v1alpha1.Phase.FAILED)
+    ):
         events.append(Event("Warning", "NoDevice", failure))
     ready = phase in (v1alpha1.Phase.READY, v1alpha1.Phase.DEGRADED)
     if previous is not None and previous.phase != phase and ready:
-        events.append(Event("Normal", "Ready", f"serving on {', '.join(t.label for t in targets)}"))
+        served = [t.label for t in targets] or [
+            _label(t.device_class, t.product) for t in kept_statuses
+        ]
+        events.append(Event("Normal", "Ready", f"serving on {', '.join(served)}"))
+    all_statuses = statuses + kept_statuses
     status = v1alpha1.InferenceModelStatus(
         phase=phase,
         conditions=status_mod.conditions(
-            statuses, failure, ready, previous=previous, generation=model.generation, now=now
+            statuses,
+            failure,
+            ready,
+            previous=previous,
+            generation=model.generation,
+            now=now,
+            degraded=notes,
+            failure_reason="NameConflict" if conflict else "NoDevice",
         ),
         observed_generation=model.generation,
-        targets=statuses,
-        devices=",".join(_label(t.device_class, t.product) for t in statuses if t.phase != "Failed")
+        targets=all_statuses,
+        failed_conversions=failures,
+        devices=",".join(
+            _label(t.device_class, t.product) for t in all_statuses if t.phase != "Failed"
+        )
         or None,
-        replicas=sum(t.replicas for t in statuses),
-        ready_replicas=sum(t.ready_replicas for t in statuses),
-        selector=naming.selector_string(naming.server_selector(model.name)),
+        replicas=sum(t.replicas for t in all_statuses),
+        ready_replicas=sum(t.ready_replicas for t in all_statuses),
+        selector=naming.selector_string(naming.server_selector(model.uid)),
         url=f"http://{service_name}.{model.namespace}.svc.{settings.cluster_domain}",
     )
     return Plan(
@@ -552,4 +759,6 @@ def plan(
         status=status.model_dump(by_alias=True, exclude_none=True, mode="json"),
         events=events,
         targets=statuses,
+        handover=[m for work in works for m in work.handover],
+        disown=disown,
     )

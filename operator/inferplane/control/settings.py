@@ -162,6 +162,10 @@ class OperatorSettings(BaseSettings):
     resources, runtimeClass, tolerations, images. A class or field left out keeps its default."""
     cluster_domain: str = "cluster.local"
     """DNS domain of the cluster, for status.url."""
+    not_ready_grace_s: float = Field(default=300.0, ge=0)
+    """How long a NotReady node still counts as its class's capacity: a flap shorter than this
+    re-plans nothing. The default is the node lifecycle controller's own patience (pods on a
+    NotReady node are evicted after 300 s)."""
 
     # --- watching ------------------------------------------------------------------------------
     namespaces: list[str] = Field(default_factory=list)

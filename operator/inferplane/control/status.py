@@ -8,6 +8,7 @@ status changes, so re-planning an unchanged model patches nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +53,11 @@ def conditions(
     previous: v1alpha1.InferenceModelStatus | None,
     generation: int,
     now: datetime,
+    degraded: Sequence[str] = (),
+    failure_reason: str = "NoDevice",
 ) -> list[v1alpha1.Condition]:
+    """Converted, Verified and Ready. ``failure``: the model cannot be served at all (why, with
+    ``failure_reason``); ``degraded``: why it serves with less than planned (a class cordoned)."""
     kinds = v1alpha1.ConditionType
     args: dict[str, Any] = {"previous": previous, "generation": generation, "now": now}
     failed = [t for t in targets if t.phase == "Failed"]
@@ -60,9 +65,9 @@ def conditions(
     failures = "; ".join(f"{_label(t.device_class, t.product)}: {t.message}" for t in failed)
     if failure is not None:
         out = [
-            _condition(kinds.CONVERTED, "False", "NoDevice", failure, **args),
-            _condition(kinds.VERIFIED, "Unknown", "NoDevice", failure, **args),
-            _condition(kinds.READY, "False", "NoDevice", failure, **args),
+            _condition(kinds.CONVERTED, "False", failure_reason, failure, **args),
+            _condition(kinds.VERIFIED, "Unknown", failure_reason, failure, **args),
+            _condition(kinds.READY, "False", failure_reason, failure, **args),
         ]
         return out
     count = f"{len(converted)} of {len(targets)} targets converted"
@@ -91,8 +96,9 @@ def conditions(
         verified = _condition(kinds.VERIFIED, "True", "Verified", numbers, **args)
     serving = [t for t in targets if t.phase == "Ready"]
     pools = f"{len(serving)} of {len(targets)} pools ready"
-    if ready and failed:
-        ready_cond = _condition(kinds.READY, "True", "Degraded", f"{pools}; {failures}", **args)
+    if ready and (failed or degraded):
+        why = "; ".join([pools, *degraded, *([failures] if failures else [])])
+        ready_cond = _condition(kinds.READY, "True", "Degraded", why, **args)
     elif ready:
         ready_cond = _condition(kinds.READY, "True", "Ready", pools, **args)
     else:
