@@ -531,3 +531,39 @@ def test_rendered_objects_are_valid_yaml_documents(tmp_path: Path) -> None:
         for o in render(values, tmp_path):
             assert {"apiVersion", "kind", "metadata"} <= set(o), o
             assert yaml.safe_load(yaml.safe_dump(o)) == o
+
+
+@pytest.mark.parametrize("namespaces", [[], ["team-a"]], ids=["cluster-wide", "namespaced"])
+def test_scaled_object_rbac_only_with_keda(namespaces: list[str], tmp_path: Path) -> None:
+    from inferplane.control.settings import OperatorSettings
+
+    base = merge(S3_VALUES, {"watchNamespaces": namespaces})
+    off = render(base, tmp_path / "off")
+    assert granted(off, "keda.sh", "scaledobjects") == {}
+    assert env_of(one(off, "Deployment"))["INFERPLANE_KEDA"] == "false"
+    assert "INFERPLANE_SCALE_DOWN_WINDOW_S" not in env_of(one(off, "Deployment"))
+    on = render(
+        merge(
+            base,
+            {
+                "autoscaling": {
+                    "keda": {"enabled": True},
+                    "prefer": "hpa",
+                    "prometheusAddress": "http://prom.mon:9090",
+                    "scaleDownWindowSeconds": 0,
+                }
+            },
+        ),
+        tmp_path / "on",
+    )
+    where = namespaces[0] if namespaces else None
+    assert granted(on, "keda.sh", "scaledobjects") == {where: READ | {"create", "patch", "delete"}}
+    env = env_of(one(on, "Deployment"))
+    settings = OperatorSettings(
+        **{k.removeprefix("INFERPLANE_").lower(): v for k, v in env.items()
+           if k in {"INFERPLANE_KEDA", "INFERPLANE_INFLIGHT_AUTOSCALER",
+                    "INFERPLANE_PROMETHEUS_ADDRESS", "INFERPLANE_SCALE_DOWN_WINDOW_S"}}
+    )  # fmt: skip
+    assert settings.keda is True and settings.inflight_autoscaler == "hpa"
+    assert settings.prometheus_address == "http://prom.mon:9090"
+    assert settings.scale_down_window_s == 0

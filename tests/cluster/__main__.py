@@ -8,14 +8,21 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cluster import build, control_plane
+from tests.cluster import build, control_plane, versions
 from tests.cluster.profile import Profile
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("build", help="build the binaries into the cache (no start)")
+    build_command = commands.add_parser(
+        "build", help="build the binaries into the cache (no start)"
+    )
+    build_command.add_argument(
+        "--autoscaling",
+        action="store_true",
+        help="also Prometheus and KEDA (the autoscaling tests on the real node)",
+    )
     for name, text in (
         ("up", "start a cluster (or reuse the healthy one in --dir); prints KUBECONFIG=... last"),
         ("down", "stop every process that up started in --dir"),
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "build":
-            timings = build.ensure_built(echo=True)
+            wanted = versions.COMPONENTS + (versions.AUTOSCALING if args.autoscaling else ())
+            timings = build.ensure_built(wanted, echo=True)
             for label, seconds in timings.items():
                 print(f"{label}: {'cached' if seconds == 0 else f'built in {seconds:.0f} s'}")
             print(f"binaries in {build.bin_dir()}")

@@ -9,6 +9,7 @@ concurrent builds (two test sessions, two helpers) wait for each other instead o
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -75,16 +76,17 @@ def _build_component(component: versions.Component, log: Path) -> float:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     ldflags = " ".join(("-s", "-w", *component.ldflags))
+    tags = [f"-tags={','.join(component.tags)}"] if component.tags else []
     jobs = os.environ.get("INFERPLANE_GO_JOBS", "2")
     start = time.monotonic()
     for binary, package in zip(component.binaries, component.packages, strict=True):
         if component.module_dir is None:
-            argv = [go, "install", "-p", jobs, f"-ldflags={ldflags}", package]
+            argv = [go, "install", "-p", jobs, *tags, f"-ldflags={ldflags}", package]
             env = {**_go_env(), "GOBIN": str(tmp)}
             cwd = None
         else:
             out = tmp / binary
-            argv = [go, "build", "-p", jobs, f"-ldflags={ldflags}", "-o", str(out), package]
+            argv = [go, "build", "-p", jobs, *tags, f"-ldflags={ldflags}", "-o", str(out), package]
             env = _go_env()
             cwd = component.module_dir
         with log.open("a") as out_log:
@@ -121,3 +123,30 @@ def ensure_built(
             if echo:
                 print(f"built {label} in {seconds:.0f} s", file=sys.stderr, flush=True)
     return timings
+
+
+def module_source(module: str, version: str) -> Path:
+    """The source tree of a Go module at ``version``, downloaded into Go's module cache (from
+    the Go module proxy, once): KEDA's CRDs come from there, exactly as released."""
+    go = shutil.which("go")
+    if go is None:
+        raise BuildError(f"{module} comes from the Go module proxy: install Go 1.26 or newer")
+    result = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@{version}"],
+        cwd=versions.GO_DIR,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+    )
+    try:
+        info = json.loads(result.stdout)
+    except ValueError:
+        info = {}
+    if result.returncode != 0 or "Dir" not in info:
+        raise BuildError(f"go mod download {module}@{version} failed: {result.stderr or info}")
+    return Path(info["Dir"])
+
+
+def keda_crds() -> Path:
+    """KEDA's CRDs (``config/crd/bases``) of the version the cluster's KEDA is built from."""
+    return module_source("github.com/kedacore/keda/v2", versions.KEDA) / "config" / "crd" / "bases"

@@ -16,6 +16,10 @@ KUBERNETES = "v1.36.1"
 ETCD = "v3.6.16"
 KWOK = "v0.8.0"
 HELM = "v3.22.0"
+PROMETHEUS = "v0.316.0"
+"""Prometheus 3.16's Go module version (github.com/prometheus/prometheus tags v0.3xx.y)."""
+KEDA = "v2.21.0"
+"""The newest KEDA whose go.mod asks for Go 1.26 (v2.21.1 asks for 1.27.4)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +34,8 @@ class Component:
     module_dir: Path | None = None
     """Our go.mod that pins the dependencies; ``None`` means ``go install pkg@version``."""
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    """Go build tags."""
 
 
 def _kubernetes_ldflags() -> tuple[str, ...]:
@@ -82,5 +88,28 @@ COMPONENTS: tuple[Component, ...] = (
     ),
 )
 
-COMPONENT_OF: dict[str, Component] = {b: c for c in COMPONENTS for b in c.binaries}
+AUTOSCALING: tuple[Component, ...] = (
+    Component(
+        name="prometheus",
+        version=PROMETHEUS,
+        binaries=("prometheus",),
+        packages=(f"github.com/prometheus/prometheus/cmd/prometheus@{PROMETHEUS}",),
+        # Only the kubernetes service discovery (plus file and http, always in); the web UI's
+        # assets stay out (no builtinassets tag: the UI is not needed, the API is).
+        tags=("remove_all_sd", "enable_kubernetes_sd"),
+    ),
+    Component(
+        name="keda",
+        version=KEDA,
+        binaries=("keda-operator", "keda-adapter"),
+        packages=(
+            "github.com/kedacore/keda/v2/cmd/operator",
+            "github.com/kedacore/keda/v2/cmd/adapter",
+        ),
+        module_dir=GO_DIR / "keda",
+    ),
+)
+"""Built only for the autoscaling tests on the real node (``build --autoscaling``)."""
+
+COMPONENT_OF: dict[str, Component] = {b: c for c in (*COMPONENTS, *AUTOSCALING) for b in c.binaries}
 """Binary name → the component that builds it."""

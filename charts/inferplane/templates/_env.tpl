@@ -50,6 +50,16 @@ here: only the Secret's name, which the operator hands on to pods as envFrom.sec
   value: {{ include "inferplane.devices" . | quote }}
 - name: INFERPLANE_CLUSTER_DOMAIN
   value: {{ .Values.clusterDomain | quote }}
+- name: INFERPLANE_KEDA
+  value: {{ .Values.autoscaling.keda.enabled | quote }}
+- name: INFERPLANE_INFLIGHT_AUTOSCALER
+  value: {{ .Values.autoscaling.prefer | quote }}
+- name: INFERPLANE_PROMETHEUS_ADDRESS
+  value: {{ .Values.autoscaling.prometheusAddress | quote }}
+{{- if not (kindIs "invalid" .Values.autoscaling.scaleDownWindowSeconds) }}
+- name: INFERPLANE_SCALE_DOWN_WINDOW_S
+  value: {{ .Values.autoscaling.scaleDownWindowSeconds | quote }}
+{{- end }}
 {{- end }}
 
 {{/*

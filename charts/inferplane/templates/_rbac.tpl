@@ -4,7 +4,8 @@
 The rules in the namespaces the operator manages, as docs/operator.md lists them ("RBAC: exactly
 what the operator uses"). Children are written by server-side apply: a PATCH, which the API
 server authorizes as create when the object does not exist yet, hence create + patch and no
-update. Call with (dict "peering" true|false).
+update. Call with (dict "peering" true|false "keda" true|false): ScaledObjects only with
+autoscaling.keda.enabled.
 */}}
 {{- define "inferplane.modelRules" -}}
 - apiGroups: [inferplane.io]
@@ -39,6 +40,11 @@ admission plugin, setting one needs update on the owner's finalizers. */}}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+{{- if .keda }}
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]

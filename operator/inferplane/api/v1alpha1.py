@@ -134,6 +134,9 @@ class ConditionType(enum.StrEnum):
     CONVERTED = "Converted"
     VERIFIED = "Verified"
     READY = "Ready"
+    SCALING_SIGNAL_UNAVAILABLE = "ScalingSignalUnavailable"
+    """metric inflight: True while the pools scale on CPU because the cluster serves neither KEDA
+    nor custom.metrics.k8s.io."""
 
 
 # --- spec -----------------------------------------------------------------------------------------
@@ -460,7 +463,7 @@ class Condition(_Wire):
     """A condition in the Kubernetes style (metav1.Condition)."""
 
     type: ConditionType
-    """Converted, Verified or Ready."""
+    """Converted, Verified, Ready or (metric inflight) ScalingSignalUnavailable."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
     reason: str = Field(max_length=1024)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Kubernetes manifests as plain dicts: conversion Jobs, server Deployments, Services, HPAs, PDBs.
+"""Kubernetes manifests as plain dicts: conversion Jobs, server Deployments, Services, HPAs, KEDA
+ScaledObjects, PDBs.
 
 Pure and keyword-only: every input is an argument, nothing reads the environment or the API.
 Every pod runs under the ``restricted`` Pod Security Standard (non-root, no privilege escalation,
@@ -28,7 +29,9 @@ NETWORK_CODE_DIR = "/code"
 TERMINATION_LOG = "/dev/termination-log"
 RUN_AS = 65532
 INFLIGHT_METRIC = "inferplane_in_flight_requests"
-"""The server's gauge of requests in flight (serving/metrics.py), for HPA pods metrics."""
+"""The server's gauge of requests in flight (serving/metrics.py), for HPA pods metrics and KEDA's
+Prometheus triggers."""
+KEDA_API_VERSION = "keda.sh/v1alpha1"
 
 FETCH_PROGRAM = (
     "import sys, pathlib; from inferplane.artifacts import store; "
@@ -519,14 +522,28 @@ def service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": dict(labels),
-            "ownerReferences": [owner],
-        },
+        "metadata": _child_metadata(name, namespace, labels, owner),
         "spec": spec,
     }
+
+
+def _child_metadata(
+    name: str, namespace: str, labels: Mapping[str, str], owner: Manifest
+) -> Manifest:
+    """The metadata of an object a model owns."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": dict(labels),
+        "ownerReferences": [owner],
+    }
+
+
+def _behavior(scale_down_window_s: int | None) -> Manifest:
+    """HPA ``behavior`` with the scale-down stabilization window (None: Kubernetes' defaults)."""
+    if scale_down_window_s is None:
+        return {}
+    return {"behavior": {"scaleDown": {"stabilizationWindowSeconds": scale_down_window_s}}}
 
 
 def hpa(
@@ -536,6 +553,7 @@ def hpa(
     owner: Manifest,
     labels: Mapping[str, str],
     replicas: v1alpha1.Replicas,
+    scale_down_window_s: int | None = None,
 ) -> Manifest:
     """An autoscaling/v2 HPA on CPU utilisation or on requests in flight per pod."""
     if replicas.metric is v1alpha1.ScalingMetric.CPU:
@@ -557,17 +575,67 @@ def hpa(
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": dict(labels),
-            "ownerReferences": [owner],
-        },
+        "metadata": _child_metadata(name, namespace, labels, owner),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": replicas.min,
             "maxReplicas": replicas.max,
             "metrics": [metric],
+            **_behavior(scale_down_window_s),
+        },
+    }
+
+
+def inflight_query(*, namespace: str, deployment: str) -> str:
+    """PromQL for the requests in flight of one pool, summed over its pods.
+
+    Pods are matched by name: a Deployment's pods are ``<deployment>-<template hash>-<suffix>``,
+    and PromQL regexes are anchored, so another pool's pods (``<deployment>-x-...``) never match.
+    The ``namespace`` and ``pod`` labels are those the annotation scrape configuration in
+    docs/install.md sets from the pod's metadata.
+    """
+    pods = f"{deployment}-[a-z0-9]+-[a-z0-9]+"
+    return f'sum({INFLIGHT_METRIC}{{namespace="{namespace}",pod=~"{pods}"}})'
+
+
+def scaled_object(
+    *,
+    name: str,
+    namespace: str,
+    owner: Manifest,
+    labels: Mapping[str, str],
+    replicas: v1alpha1.Replicas,
+    prometheus: str,
+    scale_down_window_s: int | None = None,
+) -> Manifest:
+    """A KEDA ScaledObject: the pool's requests in flight, averaged per pod, held at ``target``.
+
+    The trigger's ``AverageValue`` metric type makes KEDA's HPA divide the query (the pool's
+    sum) by the pool's pod count, so ``threshold`` is the target per pod, as for the HPA pods
+    metric. KEDA creates the HPA itself (``keda-hpa-<name>``) and owns it.
+    """
+    behavior = _behavior(scale_down_window_s)
+    advanced = {"advanced": {"horizontalPodAutoscalerConfig": behavior}} if behavior else {}
+    return {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "ScaledObject",
+        "metadata": _child_metadata(name, namespace, labels, owner),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicaCount": replicas.min,
+            "maxReplicaCount": replicas.max,
+            **advanced,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metricType": "AverageValue",
+                    "metadata": {
+                        "serverAddress": prometheus,
+                        "query": inflight_query(namespace=namespace, deployment=name),
+                        "threshold": str(replicas.effective_target),
+                    },
+                }
+            ],
         },
     }
 
@@ -584,11 +652,6 @@ def pdb(
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": dict(labels),
-            "ownerReferences": [owner],
-        },
+        "metadata": _child_metadata(name, namespace, labels, owner),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(selector)}},
     }

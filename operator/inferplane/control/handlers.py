@@ -40,7 +40,7 @@ from inferplane.artifacts import store as store_mod
 from inferplane.control import cache as cache_mod
 from inferplane.control import inventory as inventory_mod
 from inferplane.control import kube as kube_mod
-from inferplane.control import naming, observed, planner
+from inferplane.control import naming, observed, planner, scaling
 from inferplane.control.inventory import DevicePool, Inventory
 from inferplane.control.settings import DEFAULT_DEVICES, OperatorSettings
 
@@ -54,6 +54,11 @@ CHILD_KINDS = (
     ("policy/v1", "PodDisruptionBudget"),
 )
 JOB = ("batch/v1", "Job")
+SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
+"""Watched (and indexed) only with the ``keda`` setting on: only then may the operator read it."""
+CUSTOM_METRICS = ("custom.metrics.k8s.io/v1beta2", "custom.metrics.k8s.io/v1beta1")
+DISCOVERY_S = 60.0
+"""How often the operator looks again at which autoscaling APIs the cluster serves."""
 MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 RESYNC_S = 300.0
 MAX_BACKOFF_S = 60.0
@@ -89,6 +94,8 @@ class Runtime:
     """Rebuilds the inventory when a NotReady node's grace ends (no event marks that moment)."""
     conflicts: dict[tuple[str, str], dict[tuple[str, str], str]] = field(default_factory=dict)
     """Per model: (kind, name) of objects it would create that exist and are not its own."""
+    apis: scaling.Apis = scaling.NO_APIS
+    """The autoscaling APIs the cluster serves (``discover``, every DISCOVERY_S)."""
     reconciles: int = 0
     queued_at: dict[tuple[str, str], float] = field(default_factory=dict)
     waited_s: float = 0.0
@@ -359,6 +366,12 @@ async def _apply(
     other is read first (a create, or an object someone else made): the model's only if absent
     or controlled by it. With ``verify`` every object is read (the resync).
     """
+    for api_version, kind, child in plan.delete:
+        if (
+            kind in planner.AUTOSCALER_KINDS
+        ):  # before its successor: KEDA refuses a workload an HPA scales
+            await rt.kube.delete(api_version, kind, child, namespace=model.namespace)
+            rt.cache.forget(kind, model.namespace, child)
     for manifest in plan.handover:
         await rt.kube.apply(manifest, manager=naming.HANDOVER_MANAGER)
     found: dict[tuple[str, str], str] = {}
@@ -419,7 +432,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
     now = datetime.now(UTC)
     args: dict[str, Any] = {
         "model": model, "spec": spec, "inventory": rt.inventory, "previous": previous,
-        "settings": rt.settings, "now": now, "chosen": chosen,
+        "settings": rt.settings, "now": now, "chosen": chosen, "apis": rt.apis,
     }  # fmt: skip
     plan = planner.plan(observed=seen, **args)
     found = await _apply(rt, plan, model, hashes, verify=verify)
@@ -432,6 +445,8 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
             observed=dataclasses.replace(seen, conflicts={**known, **found}), **args
         )
     for api_version, kind, child in plan.delete:
+        if kind in planner.AUTOSCALER_KINDS:
+            continue  # deleted by _apply, before anything was applied
         await rt.kube.delete(api_version, kind, child, namespace=namespace)
         rt.cache.forget(kind, namespace, child)
     for job, others in plan.disown:
@@ -478,6 +493,37 @@ async def _worker(rt: Runtime) -> None:
                 rt.enqueue(*key)
 
 
+async def discover(kube: kube_mod.Kube, settings: OperatorSettings) -> scaling.Apis:
+    """Which autoscaling APIs the cluster serves: KEDA's ScaledObjects (looked for only when the
+    ``keda`` setting allows the operator to manage them) and custom.metrics.k8s.io."""
+    keda = False
+    if settings.keda:
+        resources = await kube.resources(SCALED_OBJECT[0])
+        keda = resources is not None and "scaledobjects" in resources
+    custom = False
+    for group_version in CUSTOM_METRICS:
+        if await kube.resources(group_version) is not None:
+            custom = True
+            break
+    return scaling.Apis(keda=keda, custom_metrics=custom)
+
+
+async def _rediscover(rt: Runtime) -> None:
+    """Look at the autoscaling APIs again every DISCOVERY_S; re-plan every model on a change."""
+    while True:
+        await asyncio.sleep(DISCOVERY_S)
+        try:
+            apis = await discover(rt.kube, rt.settings)
+        except errors.KubeError as exc:
+            log.warning("autoscaling API discovery failed: %s", exc)
+            continue
+        if apis != rt.apis:
+            log.info("autoscaling APIs changed to %s: re-planning %d models", apis, len(rt.models))
+            rt.apis = apis
+            for key in list(rt.models):
+                rt.enqueue(*key)
+
+
 async def _resync(rt: Runtime) -> None:
     """Every model once per RESYNC_S, spread evenly over it, read from the API server."""
     while True:
@@ -513,15 +559,20 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **indexes: A
     config = load_settings()
     settings.posting.enabled = False
     kube = await kube_mod.Kube(kube_mod.load_config(), connections=config.workers).__aenter__()
-    children = {kind: indexes[_index_id(kind)] for _, kind in CHILD_KINDS}
+    children = {kind: indexes[_index_id(kind)] for _, kind in child_kinds(config)}
     rt = Runtime(config, kube, cache=cache_mod.Cache(children, indexes[_index_id(JOB[1])]))
     for node in await kube.list("v1", "Node"):
         rt.nodes[node["metadata"]["name"]] = node
     rt.refresh_inventory()
+    rt.apis = await discover(kube, config)
     rt.tasks = [asyncio.create_task(_worker(rt)) for _ in range(config.workers)]
     rt.tasks.append(asyncio.create_task(_resync(rt)))
+    rt.tasks.append(asyncio.create_task(_rediscover(rt)))
     memo.runtime = rt
-    log.info("inferplane operator started: %d device pools", len(rt.inventory.pools))
+    log.info(
+        "inferplane operator started: %d device pools; autoscaling APIs: %s",
+        len(rt.inventory.pools), rt.apis,
+    )  # fmt: skip
 
 
 @kopf.on.cleanup()
@@ -585,6 +636,11 @@ for _api_version, _kind in (*CHILD_KINDS, JOB):
     _watch_children(_api_version, _kind)
 
 
+def child_kinds(config: OperatorSettings) -> tuple[tuple[str, str], ...]:
+    """The kinds of children the operator makes (and watches) with these settings."""
+    return (*CHILD_KINDS, SCALED_OBJECT) if config.keda else CHILD_KINDS
+
+
 @kopf.on.event("", "v1", "nodes")
 async def node_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: Any) -> None:
     rt = _runtime(memo)
@@ -632,6 +688,8 @@ def run(
     """
     config = load_settings()
     watch = list(namespaces) or config.namespaces
+    if config.keda:
+        _watch_children(*SCALED_OBJECT)  # kopf watches it once KEDA's CRD exists
     started = time.monotonic()
     kopf.configure(verbose=False)
     logging.getLogger().setLevel(config.log_level.upper())

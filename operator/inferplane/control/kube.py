@@ -37,6 +37,7 @@ PLURALS = {
     "Event": "events",
     "Node": "nodes",
     "InferenceModel": "inferencemodels",
+    "ScaledObject": "scaledobjects",
 }
 
 
@@ -191,6 +192,21 @@ class Kube:
         result = await self._call("GET", path, params=params)
         items: list[dict[str, Any]] = result.get("items") or []
         return items
+
+    async def resources(self, group_version: str) -> frozenset[str] | None:
+        """The resources an API group version serves (discovery), or None when it is not
+        served: unknown (404) or registered but unavailable (503, an aggregated API whose
+        server is down)."""
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        try:
+            found = await self._call("GET", prefix, missing_ok=True)
+        except errors.KubeError as exc:
+            if exc.status == 503:
+                return None
+            raise
+        if found is None:
+            return None
+        return frozenset(r.get("name", "") for r in found.get("resources") or [])
 
     async def logs(self, name: str, *, namespace: str, container: str, tail: int = 400) -> str:
         """The last lines of a container's log ("" when there is none)."""

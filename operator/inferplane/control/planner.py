@@ -29,6 +29,7 @@ from inferplane import errors
 from inferplane.api import v1alpha1
 from inferplane.artifacts.key import TargetOptions, artifact_key, checkpoint_graph
 from inferplane.control import builders, naming
+from inferplane.control import scaling as scaling_mod
 from inferplane.control import status as status_mod
 from inferplane.control.inventory import DevicePool, Devices, Inventory, Taint
 from inferplane.control.observed import Artifact, JobPhase, Observed
@@ -347,6 +348,8 @@ def _job_owners(observed_owners: Sequence[Mapping[str, Any]], model: Model) -> l
 
 POOL_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 """The kinds of a server pool's objects, all named after the pool."""
+AUTOSCALER_KINDS = ("HorizontalPodAutoscaler", "ScaledObject")
+"""What scales a pool: the operator's HPA, or a KEDA ScaledObject (whose HPA is KEDA's)."""
 
 
 @dataclass
@@ -373,6 +376,7 @@ def _plan_target(
     failed: Mapping[str, v1alpha1.FailedConversion],
     settings: OperatorSettings,
     single: bool,
+    scaling: scaling_mod.Scaling,
 ) -> _Work:
     options = target_options(spec, target)
     job = naming.job_name(
@@ -500,11 +504,13 @@ def _plan_target(
     if (
         autoscaled
         and seen is not None
-        and ("HorizontalPodAutoscaler", pool) not in {(c.kind, c.name) for c in observed.children}
+        and not {(kind, pool) for kind in AUTOSCALER_KINDS}
+        & {(c.kind, c.name) for c in observed.children}
     ):
         # turning autoscaled: the operator stops setting replicas; under server-side apply a
         # field its only manager drops goes back to its default (1). A second manager takes
-        # the count over first, at no less than what runs now; the HPA then owns it.
+        # the count over first, at no less than what runs now; the HPA (ours or KEDA's) then
+        # owns it.
         work.handover.append(
             builders.replicas_only(
                 name=pool,
@@ -523,8 +529,24 @@ def _plan_target(
             )
         )
         work.keep.append(("Service", pool))
-    if autoscaled:
-        work.apply.append(builders.hpa(**common, labels=labels, replicas=spec.replicas))
+    window = settings.scale_down_window_s
+    if scaling.autoscaler is scaling_mod.Autoscaler.KEDA:
+        work.apply.append(
+            builders.scaled_object(
+                **common,
+                labels=labels,
+                replicas=scaling.replicas,
+                prometheus=settings.prometheus_address,
+                scale_down_window_s=window,
+            )
+        )
+        work.keep.append(("ScaledObject", pool))
+    elif scaling.autoscaler is scaling_mod.Autoscaler.HPA:
+        work.apply.append(
+            builders.hpa(
+                **common, labels=labels, replicas=scaling.replicas, scale_down_window_s=window
+            )
+        )
         work.keep.append(("HorizontalPodAutoscaler", pool))
     if spec.replicas.max > 1:
         # with one replica a budget protects nothing, and would only add an object
@@ -641,10 +663,13 @@ def plan(
     settings: OperatorSettings,
     now: datetime,
     chosen: tuple[list[Target], list[str]] | None = None,
+    apis: scaling_mod.Apis = scaling_mod.NO_APIS,
 ) -> Plan:
     """Everything to do for one InferenceModel, and the status that results. ``chosen``: what
-    ``choose`` returned for this spec and inventory, when the caller has it already."""
+    ``choose`` returned for this spec and inventory, when the caller has it already; ``apis``:
+    the autoscaling APIs the cluster serves."""
     targets, skipped = chosen or choose(spec, inventory, settings.devices)
+    scaling = scaling_mod.decide(spec.replicas, apis, settings.inflight_autoscaler)
     before = _previous(previous)
     failed = {f.job: f for f in previous.failed_conversions} if previous else {}
     single = len(targets) == 1
@@ -655,6 +680,7 @@ def plan(
         args: dict[str, Any] = {
             "spec": spec, "model": model, "observed": observed, "failed": failed,
             "previous": before.get(target.label), "settings": settings, "single": single,
+            "scaling": scaling,
         }  # fmt: skip
         work = _plan_target(target, **args)
         jobs.update(work.jobs)
@@ -729,18 +755,29 @@ def plan(
         ]
         events.append(Event("Normal", "Ready", f"serving on {', '.join(served)}"))
     all_statuses = statuses + kept_statuses
+    conditions = status_mod.conditions(
+        statuses,
+        failure,
+        ready,
+        previous=previous,
+        generation=model.generation,
+        now=now,
+        degraded=notes,
+        failure_reason="NameConflict" if conflict else "NoDevice",
+    )
+    signal = status_mod.scaling_condition(
+        spec.replicas, scaling, previous=previous, generation=model.generation, now=now
+    )
+    if signal is not None:
+        conditions.append(signal)
+        had = status_mod.was_true(previous, v1alpha1.ConditionType.SCALING_SIGNAL_UNAVAILABLE)
+        if signal.status == "True" and not had:
+            events.append(Event("Warning", "ScalingSignalUnavailable", signal.message))
+        elif signal.status == "False" and had:
+            events.append(Event("Normal", "ScalingSignalAvailable", signal.message))
     status = v1alpha1.InferenceModelStatus(
         phase=phase,
-        conditions=status_mod.conditions(
-            statuses,
-            failure,
-            ready,
-            previous=previous,
-            generation=model.generation,
-            now=now,
-            degraded=notes,
-            failure_reason="NameConflict" if conflict else "NoDevice",
-        ),
+        conditions=conditions,
         observed_generation=model.generation,
         targets=all_statuses,
         failed_conversions=failures,

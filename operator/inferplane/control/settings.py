@@ -8,6 +8,7 @@ reads the environment later. Mappings and lists are JSON in the environment, e.g
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inferplane import __version__
+from inferplane.control.scaling import Preference
 from inferplane.devices import PROFILES, ArtifactFormat, BackendName, DeviceClass
 
 DEFAULT_REGISTRY = "ghcr.io/inferplane"
@@ -167,6 +169,21 @@ class OperatorSettings(BaseSettings):
     re-plans nothing. The default is the node lifecycle controller's own patience (pods on a
     NotReady node are evicted after 300 s)."""
 
+    # --- autoscaling (control/scaling.py) --------------------------------------------------------
+    keda: bool = False
+    """Scale ``metric: inflight`` pools with KEDA ScaledObjects where the cluster serves them
+    (the chart's ``autoscaling.keda.enabled``, which also grants their RBAC). Off: KEDA is never
+    used, even where it is installed."""
+    inflight_autoscaler: Preference = Preference.KEDA
+    """What ``metric: inflight`` uses where the cluster serves both KEDA and
+    custom.metrics.k8s.io: ``keda`` (a ScaledObject) or ``hpa`` (an HPA on the pods metric)."""
+    prometheus_address: str = "http://prometheus-operated.monitoring.svc:9090"
+    """The Prometheus KEDA's triggers query; it must scrape the server pods through their
+    ``prometheus.io/*`` annotations (docs/install.md)."""
+    scale_down_window_s: int | None = Field(default=None, ge=0, le=3600)
+    """``behavior.scaleDown.stabilizationWindowSeconds`` of every autoscaler: how long the
+    highest recommendation holds before pods go. None keeps Kubernetes' default (300 s)."""
+
     # --- watching ------------------------------------------------------------------------------
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch; empty means the whole cluster."""
@@ -180,6 +197,14 @@ class OperatorSettings(BaseSettings):
     workers: int = Field(default=16, ge=1, le=256)
     """Models reconciled at once. A reconcile mostly waits on the API server; more workers help
     only while the API server has CPU to spare (docs/benchmarks.md, "Operator at scale")."""
+
+    @field_validator("prometheus_address")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urllib.parse.urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"prometheus_address must be an http(s) URL, not {value!r}")
+        return value.rstrip("/")
 
     @field_validator("devices", mode="before")
     @classmethod

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """The model's phase and conditions from its targets' states (pure).
 
-Conditions follow Kubernetes conventions: ``Converted``, ``Verified`` and ``Ready``, each with a
-CamelCase reason and a message for people; ``lastTransitionTime`` moves only when the condition's
-status changes, so re-planning an unchanged model patches nothing.
+Conditions follow Kubernetes conventions: ``Converted``, ``Verified`` and ``Ready`` (and, for
+``metric: inflight`` with min < max, ``ScalingSignalUnavailable``, True while the pools fall back
+to CPU), each with a CamelCase reason and a message for people; ``lastTransitionTime`` moves only
+when the condition's status changes, so re-planning an unchanged model patches nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from inferplane.api import v1alpha1
+from inferplane.control.scaling import Autoscaler, Scaling
 from inferplane.devices import DeviceClass
 
 
@@ -117,3 +119,32 @@ def phase(targets: list[v1alpha1.TargetStatus]) -> v1alpha1.Phase:
     if all(p == "Converting" for p in alive):
         return v1alpha1.Phase.CONVERTING
     return v1alpha1.Phase.DEPLOYING
+
+
+def scaling_condition(
+    replicas: v1alpha1.Replicas,
+    scaling: Scaling,
+    *,
+    previous: v1alpha1.InferenceModelStatus | None,
+    generation: int,
+    now: datetime,
+) -> v1alpha1.Condition | None:
+    """``ScalingSignalUnavailable`` of an autoscaled ``metric: inflight`` model: True while its
+    pools scale on CPU instead, saying why; False naming what scales them. None otherwise."""
+    if replicas.metric is not v1alpha1.ScalingMetric.INFLIGHT or scaling.autoscaler is (
+        Autoscaler.NONE
+    ):
+        return None
+    args: dict[str, Any] = {"previous": previous, "generation": generation, "now": now}
+    kind = v1alpha1.ConditionType.SCALING_SIGNAL_UNAVAILABLE
+    if scaling.unavailable:
+        message = f"{scaling.unavailable}: each pool scales on {scaling.signal}"
+        return _condition(kind, "True", "NoMetricsAPI", message, **args)
+    reason = "ScaledObject" if scaling.autoscaler is Autoscaler.KEDA else "CustomMetrics"
+    return _condition(kind, "False", reason, f"each pool scales on {scaling.signal}", **args)
+
+
+def was_true(previous: v1alpha1.InferenceModelStatus | None, kind: v1alpha1.ConditionType) -> bool:
+    """Whether the previous status had condition ``kind`` True (for events on transitions)."""
+    conditions = previous.conditions if previous is not None else []
+    return any(c.type == kind and c.status == "True" for c in conditions)
