@@ -538,6 +538,8 @@ def test_scaled_object_rbac_only_with_keda(namespaces: list[str], tmp_path: Path
     from inferplane.control.settings import OperatorSettings
 
     base = merge(S3_VALUES, {"watchNamespaces": namespaces})
+    for name in ("off", "on"):
+        (tmp_path / name).mkdir()
     off = render(base, tmp_path / "off")
     assert granted(off, "keda.sh", "scaledobjects") == {}
     assert env_of(one(off, "Deployment"))["INFERPLANE_KEDA"] == "false"

@@ -4,8 +4,8 @@ cluster serves no signal, KEDA's own CRD (from the KEDA module the real-node tes
 the operator's ScaledObject, and switches between the autoscalers.
 
 KEDA's controllers do not run here (kwok has no metrics): what is proven is what the API server
-decides, its schema validation of the ScaledObject included. Scaling under real load is in
-tests/e2e/test_autoscaling_real_node.py.
+decides, its schema validation of the ScaledObject included. Scaling under real load needs the
+real node (real pods, Prometheus scraping them, KEDA's controllers).
 """
 
 from __future__ import annotations

@@ -508,15 +508,20 @@ async def discover(kube: kube_mod.Kube, settings: OperatorSettings) -> scaling.A
     return scaling.Apis(keda=keda, custom_metrics=custom)
 
 
+async def _discover_or_keep(rt: Runtime) -> scaling.Apis:
+    """``discover``, or what was known when the API server does not answer it."""
+    try:
+        return await discover(rt.kube, rt.settings)
+    except errors.KubeError as exc:
+        log.warning("autoscaling API discovery failed (keeping %s): %s", rt.apis, exc)
+        return rt.apis
+
+
 async def _rediscover(rt: Runtime) -> None:
     """Look at the autoscaling APIs again every DISCOVERY_S; re-plan every model on a change."""
     while True:
         await asyncio.sleep(DISCOVERY_S)
-        try:
-            apis = await discover(rt.kube, rt.settings)
-        except errors.KubeError as exc:
-            log.warning("autoscaling API discovery failed: %s", exc)
-            continue
+        apis = await _discover_or_keep(rt)
         if apis != rt.apis:
             log.info("autoscaling APIs changed to %s: re-planning %d models", apis, len(rt.models))
             rt.apis = apis
@@ -564,7 +569,7 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **indexes: A
     for node in await kube.list("v1", "Node"):
         rt.nodes[node["metadata"]["name"]] = node
     rt.refresh_inventory()
-    rt.apis = await discover(kube, config)
+    rt.apis = await _discover_or_keep(rt)
     rt.tasks = [asyncio.create_task(_worker(rt)) for _ in range(config.workers)]
     rt.tasks.append(asyncio.create_task(_resync(rt)))
     rt.tasks.append(asyncio.create_task(_rediscover(rt)))
