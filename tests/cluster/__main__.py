@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cluster import build, control_plane, versions
+from tests.cluster import build, control_plane, machine, node, versions
 from tests.cluster.profile import Profile
 
 
@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
                     metavar="N",
                     help=f"{help_text} (default: %(default)s)",
                 )
+            command.add_argument(
+                "--real-node",
+                action="store_true",
+                help="also join a real kubelet node (containerd, runc, CNI, kube-proxy, CoreDNS, "
+                "metrics-server) of this machine: needs root, one per machine",
+            )
     return parser
 
 
@@ -61,6 +67,12 @@ def _up(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if profile.total == 0 and not args.real_node:
+        print("error: the cluster would have no nodes", file=sys.stderr)
+        return 2
+    if args.real_node and (reason := node.cannot_run()):
+        print(f"error: no real node on this machine: {reason}", file=sys.stderr)
+        return 1
     start = time.monotonic()
     state, reused = control_plane.up(args.dir.resolve(), profile)
     if reused:
@@ -70,6 +82,15 @@ def _up(args: argparse.Namespace) -> int:
     else:
         seconds = time.monotonic() - start
         print(f"up in {seconds:.1f} s with {profile.total} nodes ({state.server})", file=sys.stderr)
+    if args.real_node:
+        real = node.NodeState.load(state.directory)
+        if real is not None and all(real.alive().values()):
+            print("reusing the real node already up", file=sys.stderr)
+        else:
+            phases: dict[str, float] = {}
+            real = node.up(state, phases=phases)
+            steps = ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+            print(f"real node {real.address} up ({steps})", file=sys.stderr)
     print(f"KUBECONFIG={state.kubeconfig}")
     return 0
 
@@ -108,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped" if stopped else f"no cluster in {args.dir}")
             return 0
         return _status(args.dir)
-    except (build.BuildError, control_plane.ClusterError) as error:
+    except (
+        build.BuildError,
+        control_plane.ClusterError,
+        machine.MachineError,
+        node.NodeUnavailable,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

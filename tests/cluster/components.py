@@ -79,7 +79,17 @@ def write_kubeconfig(path: Path, *, server: str, pki_dir: Path, user: str) -> No
     path.chmod(0o600)
 
 
-def argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list[str]:
+def argv(
+    name: str,
+    binary: str,
+    directory: Path,
+    ports: dict[str, int],
+    *,
+    advertise: str | None = None,
+) -> list[str]:
+    """``advertise``: the machine's own address, which the API server listens on and publishes
+    as the ``kubernetes`` Service's endpoint (pods reach it there); None keeps it on loopback,
+    with no endpoints (a loopback address cannot back a Service)."""
     p = directory / "pki"
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -101,18 +111,36 @@ def argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list
         return [
             binary,
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *(
+                (
+                    "--bind-address=0.0.0.0",
+                    f"--advertise-address={advertise}",
+                    "--endpoint-reconciler-type=lease",
+                )
+                if advertise
+                else (
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    "--endpoint-reconciler-type=none",
+                )
+            ),
             f"--secure-port={ports['kube-apiserver']}",
             f"--cert-dir={p}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
             f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
             "--authorization-mode=RBAC",
-            # The aggregation layer's request-header authentication, which the controllers'
-            # delegated authentication reads; no certificate is ever issued for this name.
+            # The aggregation layer: request-header authentication (which the controllers'
+            # delegated authentication reads too), the front proxy's client certificate, and
+            # extension API servers (metrics-server) dialled at their endpoints' addresses.
             f"--requestheader-client-ca-file={p / 'ca.crt'}",
             "--requestheader-allowed-names=front-proxy-client",
+            f"--proxy-client-cert-file={p / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={p / 'front-proxy-client.key'}",
+            "--enable-aggregator-routing=true",
+            # How the API server authenticates to kubelets (logs, exec, port-forward).
+            f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
             "--requestheader-username-headers=X-Remote-User",
             "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
@@ -121,8 +149,6 @@ def argv(name: str, binary: str, directory: Path, ports: dict[str, int]) -> list
             f"--service-account-signing-key-file={p / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
-            # A loopback address cannot back the kubernetes Service's endpoints.
-            "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
         ]

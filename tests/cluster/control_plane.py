@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import build, components, pki, processes
+from tests.cluster import build, components, machine, pki, processes, versions
 from tests.cluster.profile import Profile
 from tests.loopback import free_port
 
@@ -243,10 +243,11 @@ def _up(
         if all(previous.alive().values()) and healthy(previous):
             return previous, True
         down(directory)
-    build.ensure_built()
+    build.ensure_built(versions.CONTROL_PLANE)
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    pki.generate(directory / "pki")
+    advertise = machine.host_address()
+    pki.generate(directory / "pki", advertise_address=advertise)
     ports = {name: free_port() for name in ("etcd-peer", *ORDER) if name != "kwok"}
     binaries = {name: str(build.binary_path(name)) for name in (*ORDER, "kubectl", "helm")}
     state = State(directory=directory, pids={}, binaries=binaries, ports=ports, profile=profile)
@@ -258,7 +259,7 @@ def _up(
     plain = ssl.create_default_context()
     try:
         for name in ORDER:
-            argv = components.argv(name, binaries[name], directory, ports)
+            argv = components.argv(name, binaries[name], directory, ports, advertise=advertise)
             state.pids[name] = processes.start(
                 argv, log=state.log(name), tie_to_parent=tie_to_parent
             )
@@ -299,6 +300,11 @@ def lock_file(directory: Path) -> Path:
 
 def down(directory: Path) -> bool:
     """Stop every process ``up`` recorded in ``directory``; returns whether there was a state."""
+    # The real node goes first (its kubelet and kube-proxy talk to this API server); imported
+    # here because the node builds on this module.
+    from tests.cluster import node
+
+    node.down(directory)
     state = State.load(directory)
     if state is None:
         return False

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.cluster import build, control_plane
+from tests.cluster import build, control_plane, node
 from tests.cluster.profile import Profile
 
 T = TypeVar("T")
@@ -31,8 +32,10 @@ class KubectlError(subprocess.CalledProcessError):
 class Cluster:
     """A running test cluster: kubeconfig, binaries, kubectl, waits, and the hold contract."""
 
-    def __init__(self, state: control_plane.State) -> None:
+    def __init__(self, state: control_plane.State, real_node: node.NodeState | None = None) -> None:
         self.state = state
+        self.real_node = real_node
+        """The real kubelet node joined to this cluster (``real_cluster`` fixture), if any."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -124,6 +127,15 @@ class Cluster:
 
     def delete_namespace(self, name: str) -> None:
         self.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+    @contextlib.contextmanager
+    def temporary_namespace(self, prefix: str = "t") -> Iterator[str]:
+        """A fresh namespace for the ``with`` block, deleted after it."""
+        name = self.create_namespace(prefix)
+        try:
+            yield name
+        finally:
+            self.delete_namespace(name)
 
 
 def wait_until(

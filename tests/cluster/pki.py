@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Certificates and keys for a loopback control plane: one CA, the API server's serving
-certificate, an admin client certificate (``system:masters``), and the service-account key pair."""
+"""Certificates and keys for the test cluster: one CA, the API server's serving certificate, an
+admin client certificate (``system:masters``), the clients the API server itself uses (the
+aggregation layer's front proxy, the kubelet client), the service-account key pair, and — through
+``issue`` — the real node's certificates signed by the same CA."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def _issue(
     ca_cert: x509.Certificate | None,
     ca_key: ec.EllipticCurvePrivateKey,
     server: bool,
+    addresses: tuple[str, ...] = (),
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -77,18 +80,13 @@ def _issue(
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), False)
         if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-                    ]
-                ),
-                False,
-            )
+            names: list[x509.GeneralName] = []
+            for address in addresses:
+                try:
+                    names.append(x509.IPAddress(ipaddress.ip_address(address)))
+                except ValueError:
+                    names.append(x509.DNSName(address))
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
     return builder.sign(ca_key, hashes.SHA256())
 
 
@@ -96,9 +94,54 @@ def _write_cert(cert: x509.Certificate, path: Path) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def generate(directory: Path) -> None:
-    """Write ``ca.{crt,key}``, ``apiserver.*``, client pairs for ``admin`` and the two
-    controllers (their built-in RBAC identities), and ``sa.{key,pub}``."""
+API_SERVER_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "127.0.0.1",
+    "10.0.0.1",
+)
+"""What clients dial: loopback from the host, the ``kubernetes`` Service (ClusterIP and names)
+from pods; ``generate`` adds the machine's own address when the API server advertises it."""
+
+FRONT_PROXY_CLIENT = "front-proxy-client"
+"""The aggregation layer's client (``--proxy-client-cert-file``): the one name the API server's
+``--requestheader-allowed-names`` accepts from an extension API server's point of view."""
+
+
+def issue(
+    directory: Path,
+    stem: str,
+    *,
+    common_name: str,
+    organization: str | None = None,
+    server_addresses: tuple[str, ...] = (),
+) -> None:
+    """Write ``<stem>.{crt,key}`` signed by the CA in ``directory``: a serving certificate for
+    ``server_addresses`` (IPs or DNS names) when given, else a client certificate."""
+    ca_cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{directory / 'ca.key'} is not an EC key")
+    key = _key()
+    cert = _issue(
+        subject=_name(common_name, organization),
+        key=key,
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        server=bool(server_addresses),
+        addresses=server_addresses,
+    )
+    _write_cert(cert, directory / f"{stem}.crt")
+    _write_key(key, directory / f"{stem}.key")
+
+
+def generate(directory: Path, *, advertise_address: str | None = None) -> None:
+    """Write ``ca.{crt,key}``, ``apiserver.*`` (valid for ``advertise_address`` too), client
+    pairs for ``admin``, the two controllers (their built-in RBAC identities), the front proxy
+    and the API server's kubelet client, and ``sa.{key,pub}``."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca_cert = _issue(
@@ -106,16 +149,21 @@ def generate(directory: Path) -> None:
     )
     _write_cert(ca_cert, directory / "ca.crt")
     _write_key(ca_key, directory / "ca.key")
-    for stem, subject, server in (
-        ("apiserver", _name("kube-apiserver"), True),
-        ("admin", _name("inferplane-admin", "system:masters"), False),
-        ("kube-controller-manager", _name("system:kube-controller-manager"), False),
-        ("kube-scheduler", _name("system:kube-scheduler"), False),
+    extra = (advertise_address,) if advertise_address else ()
+    issue(
+        directory,
+        "apiserver",
+        common_name="kube-apiserver",
+        server_addresses=(*API_SERVER_NAMES, *extra),
+    )
+    for stem, common_name, organization in (
+        ("admin", "inferplane-admin", "system:masters"),
+        ("kube-controller-manager", "system:kube-controller-manager", None),
+        ("kube-scheduler", "system:kube-scheduler", None),
+        ("front-proxy-client", FRONT_PROXY_CLIENT, None),
+        ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", None),
     ):
-        key = _key()
-        cert = _issue(subject=subject, key=key, ca_cert=ca_cert, ca_key=ca_key, server=server)
-        _write_cert(cert, directory / f"{stem}.crt")
-        _write_key(key, directory / f"{stem}.key")
+        issue(directory, stem, common_name=common_name, organization=organization)
     sa_key = _key()
     _write_key(sa_key, directory / "sa.key")
     (directory / "sa.pub").write_bytes(

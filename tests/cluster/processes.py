@@ -27,8 +27,10 @@ def start(
     log: Path,
     tie_to_parent: bool,
     env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> int:
-    """Start ``argv`` in its own session with stdout and stderr appended to ``log``."""
+    """Start ``argv`` in its own session with stdout and stderr appended to ``log``;
+    ``pass_fds`` stay open in it (a lock that must live as long as the process)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -38,6 +40,7 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            pass_fds=pass_fds,
             preexec_fn=_die_with_parent if tie_to_parent else None,
         )
     return process.pid

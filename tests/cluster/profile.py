@@ -248,8 +248,6 @@ class Profile:
         counts = (self.cpu, self.nvidia, self.ascend910, self.ascend310)
         if min(counts) < 0:
             raise ValueError(f"node counts cannot be negative: {self}")
-        if self.total == 0:
-            raise ValueError("the profile has no nodes")
         if self.total > MAX_NODES:
             raise ValueError(f"the profile has {self.total} nodes; at most {MAX_NODES} are allowed")
 

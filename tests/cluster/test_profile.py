@@ -35,7 +35,6 @@ def test_counts_make_the_nodes_of_each_product() -> None:
     ("counts", "problem"),
     [
         ({"cpu": -1}, "negative"),
-        ({"cpu": 0, "nvidia": 0, "ascend910": 0, "ascend310": 0}, "no nodes"),
         ({"cpu": MAX_NODES, "nvidia": 1}, "at most 1000"),
     ],
 )

@@ -20,6 +20,8 @@ PROMETHEUS = "v0.316.0"
 """Prometheus 3.16's Go module version (github.com/prometheus/prometheus tags v0.3xx.y)."""
 KEDA = "v2.21.0"
 """The newest KEDA whose go.mod asks for Go 1.26 (v2.21.1 asks for 1.27.4)."""
+COREDNS = "v1.15.0"
+METRICS_SERVER = "v0.9.0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +58,22 @@ def _kubernetes_ldflags() -> tuple[str, ...]:
     return tuple(flags)
 
 
-_KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+def _kubernetes(name: str, binaries: tuple[str, ...]) -> Component:
+    """Commands of k8s.io/kubernetes, built from ``go/kubernetes/go.mod`` with version stamps."""
+    return Component(
+        name=name,
+        version=KUBERNETES,
+        binaries=binaries,
+        packages=tuple(f"k8s.io/kubernetes/cmd/{b}" for b in binaries),
+        module_dir=GO_DIR / "kubernetes",
+        ldflags=_kubernetes_ldflags(),
+    )
 
-COMPONENTS: tuple[Component, ...] = (
+
+_KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+_NODE_BINARIES = ("kubelet", "kube-proxy")
+
+CONTROL_PLANE: tuple[Component, ...] = (
     Component(
         name="etcd",
         version=ETCD,
@@ -66,14 +81,7 @@ COMPONENTS: tuple[Component, ...] = (
         packages=(".",),
         module_dir=GO_DIR / "etcd",
     ),
-    Component(
-        name="kubernetes",
-        version=KUBERNETES,
-        binaries=_KUBE_BINARIES,
-        packages=tuple(f"k8s.io/kubernetes/cmd/{b}" for b in _KUBE_BINARIES),
-        module_dir=GO_DIR / "kubernetes",
-        ldflags=_kubernetes_ldflags(),
-    ),
+    _kubernetes("kubernetes", _KUBE_BINARIES),
     Component(
         name="kwok",
         version=KWOK,
@@ -87,6 +95,30 @@ COMPONENTS: tuple[Component, ...] = (
         packages=(f"helm.sh/helm/v3/cmd/helm@{HELM}",),
     ),
 )
+"""What ``up`` needs for a cluster of kwok nodes."""
+
+REAL_NODE: tuple[Component, ...] = (
+    # Same go.mod, same version stamps as the control plane; a folder of its own so that
+    # adding the node binaries did not invalidate the cached control plane.
+    _kubernetes("kubernetes-node", _NODE_BINARIES),
+    Component(
+        name="coredns",
+        version=COREDNS,
+        binaries=("coredns",),
+        packages=(".",),
+        module_dir=GO_DIR / "coredns",
+    ),
+    Component(
+        name="metrics-server",
+        version=METRICS_SERVER,
+        binaries=("metrics-server",),
+        packages=(f"sigs.k8s.io/metrics-server/cmd/metrics-server@{METRICS_SERVER}",),
+    ),
+)
+"""What ``up --real-node`` adds: kubelet and kube-proxy from the control plane's go.mod, the
+cluster DNS (CoreDNS with our plugin set, ``go/coredns``) and metrics-server for the HPA."""
+
+COMPONENTS: tuple[Component, ...] = CONTROL_PLANE + REAL_NODE
 
 AUTOSCALING: tuple[Component, ...] = (
     Component(
