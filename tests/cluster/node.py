@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -338,10 +339,10 @@ def _start_all(
             marks["containerd"] = time.monotonic() - started
         elif name == "coredns":
             url = f"http://127.0.0.1:{state.ports['coredns-ready']}/ready"
-            _wait(state, "CoreDNS /ready", lambda u=url: _http_ok(u), timeout)
+            _wait(state, "CoreDNS /ready", functools.partial(_http_ok, url), timeout)
         elif name == "kube-proxy":
             url = f"http://127.0.0.1:{state.ports['kube-proxy-healthz']}/healthz"
-            _wait(state, "kube-proxy /healthz", lambda u=url: _http_ok(u), timeout)
+            _wait(state, "kube-proxy /healthz", functools.partial(_http_ok, url), timeout)
         elif name == "kubelet":
             _wait(state, f"node {config.NODE_NAME} Ready", lambda: _node_ready(cluster), timeout)
             marks["node"] = time.monotonic() - started

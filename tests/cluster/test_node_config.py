@@ -12,7 +12,7 @@ import tarfile
 import tomllib
 from pathlib import Path
 
-from tests.cluster import components, machine, pause
+from tests.cluster import components, machine, oci
 from tests.cluster import node_config as config
 
 
@@ -86,8 +86,13 @@ def test_the_node_identity_gets_the_node_role() -> None:
     assert service["spec"]["service"]["name"] == "metrics-server"
 
 
-def test_the_pause_archive_is_a_valid_oci_layout() -> None:
-    data = pause.oci_archive(b"\x7fELF-not-really", "example.test/pause:1")
+def test_an_image_archive_is_a_valid_oci_layout() -> None:
+    data = oci.image(
+        {"pause": (b"\x7fELF-not-really", 0o755)},
+        name="example.test/pause:1",
+        entrypoint=["/pause"],
+        user="65535:65535",
+    )
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
     assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
@@ -110,3 +115,21 @@ def test_the_pause_archive_is_a_valid_oci_layout() -> None:
 def test_new_nft_tables_are_told_apart_from_existing_ones() -> None:
     ruleset = "table ip filter {\n\tchain INPUT {\n\t}\n}\ntable ip6 kube-proxy {\n}\n"
     assert machine._tables(ruleset) == {"ip filter", "ip6 kube-proxy"}
+
+
+def test_a_layer_on_top_of_an_archive_keeps_the_base(tmp_path: Path) -> None:
+    base = tmp_path / "base.tar"
+    base.write_bytes(
+        oci.image({"bin/cp": (b"cp", 0o755)}, name="base:1", entrypoint=["/bin/cp"], user="0")
+    )
+    out = tmp_path / "code.tar"
+    oci.layered(base, {"code/network.py": (b"x = 1\n", 0o644)}, name="code:1", out=out)
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        (entry,) = oci._read_json(tar, "index.json")["manifests"]
+        manifest = oci._read_json(tar, f"blobs/sha256/{entry['digest'][7:]}")
+        config = oci._read_json(tar, f"blobs/sha256/{manifest['config']['digest'][7:]}")
+    assert entry["annotations"]["io.containerd.image.name"] == "code:1"
+    assert len(manifest["layers"]) == len(config["rootfs"]["diff_ids"]) == 2
+    assert all(f"blobs/sha256/{layer['digest'][7:]}" in names for layer in manifest["layers"])
+    assert config["config"]["Entrypoint"] == ["/bin/cp"]
