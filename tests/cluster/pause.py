@@ -9,7 +9,6 @@ gcc (as Kubernetes' own build does), and written as a one-layer OCI image archiv
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,24 +18,11 @@ from tests.cluster import build, oci, versions
 from tests.cluster.node_config import SANDBOX_IMAGE
 
 ARCHIVE = "pause.oci.tar"
+_PAUSE_C = Path("build", "pause", "linux", "pause.c")
 
 
 def directory() -> Path:
     return build.bin_dir() / f"pause-{versions.KUBERNETES}"
-
-
-def _module_source() -> Path:
-    """``pause.c`` in the module cache (downloaded by ``go mod download`` if missing)."""
-    result = subprocess.run(
-        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{versions.KUBERNETES}"],
-        cwd=versions.GO_DIR / "kubernetes",
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GOTOOLCHAIN": "local"},
-    )
-    if result.returncode != 0:
-        raise build.BuildError(f"go mod download k8s.io/kubernetes failed: {result.stderr}")
-    return Path(json.loads(result.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
 
 
 def ensure_built() -> Path:
@@ -65,7 +51,7 @@ def ensure_built() -> Path:
             f'-DVERSION="{versions.KUBERNETES}"',
             "-o",
             str(binary),
-            str(_module_source()),
+            str(build.module_source("k8s.io/kubernetes", versions.KUBERNETES) / _PAUSE_C),
         ]
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
