@@ -40,6 +40,15 @@ def _friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _number(flag: str, default: float, help: str, *, zero: bool = False) -> Any:
+    """A serve limit: an integer (at least 1) or a number of seconds (above 0, or from 0)."""
+    if isinstance(default, int):
+        kind: click.ParamType = click.IntRange(1)
+    else:
+        kind = click.FloatRange(min=0, min_open=not zero)
+    return click.option(flag, type=kind, default=default, show_default=True, help=help)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="inferplane")
 def main() -> None:
@@ -82,20 +91,40 @@ def main() -> None:
     show_default=True,
     help="Requests waiting beyond this answer 503 with Retry-After.",
 )
-@click.option(
+@_number(
     "--max-queue-bytes",
-    type=click.IntRange(1),
-    default=256 << 20,
-    show_default=True,
-    help="Bytes of request bodies waiting beyond this answer 503 with Retry-After.",
+    256 << 20,
+    "Bytes of request bodies waiting beyond this answer 503 with Retry-After.",
 )
 @click.option("--max-request-bytes", type=click.IntRange(1), default=64 << 20, show_default=True)
-@click.option(
+@_number(
     "--idle-timeout-s",
-    type=click.FloatRange(min=0, min_open=True),
-    default=75.0,
-    show_default=True,
-    help="Close keep-alive connections idle this long (above your proxy's idle timeout).",
+    75.0,
+    "Close keep-alive connections idle this long (above your proxy's idle timeout).",
+)
+@_number(
+    "--head-timeout-s",
+    10.0,
+    "A request head must arrive whole within this long of its first byte (else 408).",
+)
+@_number(
+    "--body-timeout-s",
+    60.0,
+    "A request body must arrive whole within this long of its head (else 408).",
+)
+@_number("--max-connections", 2048, "Connections open at once; one more gets 503 and is closed.")
+@_number(
+    "--drain-s",
+    5.0,
+    "On SIGTERM: ready answers 503 and the server still accepts and "
+    "answers this long (each answer closing its connection), then stops accepting.",
+    zero=True,
+)
+@_number(
+    "--graceful-timeout-s",
+    20.0,
+    "After the drain: how long the requests begun may take to finish.",
+    zero=True,
 )
 @click.option(
     "--log-level",

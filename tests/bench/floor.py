@@ -26,6 +26,16 @@ from inferplane.serving.http import Handler, HttpServer, Request, Respond, Respo
 _READY = Response(200, b"")
 
 
+def http_server(handler: Handler, max_body: int) -> HttpServer:
+    """The HTTP layer of the revision on the path: with ``HttpLimits``, or (revisions before
+    them, when comparing) its ``max_body`` keyword."""
+    try:
+        from inferplane.serving.limits import HttpLimits
+    except ImportError:
+        return HttpServer(handler, max_body=max_body)  # type: ignore[call-arg]
+    return HttpServer(handler, HttpLimits(max_body_bytes=max_body))
+
+
 def handler(backend: Backend, offset: int, reply: Response, *, batched: bool) -> Handler:
     """Answers each request with ``reply``'s body up to its JSON header (``reply.headers``
     carries the header's length), then the request's own output rows."""
@@ -82,7 +92,7 @@ def main() -> None:
     async def serve() -> None:
         sock = socket.create_server(("127.0.0.1", args.port), backlog=2048)
         sock.setblocking(False)
-        await HttpServer(answer, max_body=1 << 30).start(sock)
+        await http_server(answer, 1 << 30).start(sock)
         await asyncio.Event().wait()
 
     uvloop.run(serve())

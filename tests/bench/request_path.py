@@ -98,9 +98,9 @@ def _request_object(request: Any) -> Any:
 
 
 async def _measure(kind: str, model: Path, binary: bool, requests: int) -> float:
-    from inferplane.serving.http import Connection, HttpServer
+    from inferplane.serving.http import Connection
 
-    http = HttpServer(await _handler(kind, model, binary), max_body=1 << 26)
+    http = floor.http_server(await _handler(kind, model, binary), 1 << 26)
     request = make_request(64, binary)
     data = _raw(request.body, request.headers)
     pairs = []

@@ -219,7 +219,8 @@ def compute_limit(model: Path, threads: int, rows: int, duration: float) -> floa
 
 TRANSPORT = """
 import asyncio, socket, sys, uvloop
-from inferplane.serving.http import HttpServer, Response
+from inferplane.serving.http import Response
+from tests.bench.floor import http_server
 body = open(sys.argv[2], "rb").read()
 extra = b"inference-header-content-length: %s\\r\\n" % sys.argv[4].encode()
 extra = b"" if sys.argv[4] == "-" else extra
@@ -230,7 +231,7 @@ def handler(request, respond):
 async def main():
     sock = socket.create_server(("127.0.0.1", int(sys.argv[1])), backlog=2048)
     sock.setblocking(False)
-    await HttpServer(handler, max_body=1 << 30).start(sock)
+    await http_server(handler, 1 << 30).start(sock)
     await asyncio.Event().wait()
 uvloop.run(main())
 """

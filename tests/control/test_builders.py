@@ -199,9 +199,14 @@ def test_server_deployment_on_the_gpu_product() -> None:
         "8",
         "--max-queue-delay-ms",
         "3.0",
+        "--drain-s",
+        "5",
+        "--graceful-timeout-s",
+        "20",
         "--log-level",
         "info",
     ]
+    assert pod["terminationGracePeriodSeconds"] == 30, "the drain and the wait fit the grace"
     assert server["resources"]["limits"] == {"memory": "8Gi", "nvidia.com/gpu": 1}
     assert server["readinessProbe"]["httpGet"] == {"port": "http", "path": "/v2/health/ready"}
     assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"

@@ -23,15 +23,20 @@ ROOT = Path(__file__).resolve().parents[2]
 class Server:
     """``python -m inferplane serve ...`` on 127.0.0.1, ready when started."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], *, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> None:
+        """``log``: write stderr to this file (read with ``log_text``) instead of a pipe that a
+        long test might leave unread until it fills and blocks the server."""
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
+        self.log_path = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "inferplane", "serve", *args, "--port", str(self.port)],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE if log is None else log.open("w"),
             text=True,
         )
 
@@ -72,7 +77,15 @@ class Server:
         return self.request("GET", "/metrics")[2].decode()
 
     log = ""
-    """The server's stderr, once stopped."""
+    """The server's stderr, once stopped (or its log file's text)."""
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path is not None else self.log
+
+    def rss_bytes(self) -> int:
+        """The server's resident memory now (Linux)."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) * 1024
 
     def stop(self) -> int:
         if self.proc.poll() is None:

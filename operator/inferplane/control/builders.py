@@ -32,6 +32,12 @@ INFLIGHT_METRIC = "inferplane_in_flight_requests"
 """The server's gauge of requests in flight (serving/metrics.py), for HPA pods metrics and KEDA's
 Prometheus triggers."""
 KEDA_API_VERSION = "keda.sh/v1alpha1"
+SERVER_DRAIN_S = 5
+"""After SIGTERM the server still accepts this long (ready 503) while endpoints move away."""
+SERVER_GRACEFUL_S = 20
+"""Then it waits this long for requests in flight."""
+SERVER_GRACE_S = SERVER_DRAIN_S + SERVER_GRACEFUL_S + 5
+"""The pod's terminationGracePeriodSeconds: the drain, the wait, and a margin to exit."""
 
 FETCH_PROGRAM = (
     "import sys, pathlib; from inferplane.artifacts import store; "
@@ -355,6 +361,8 @@ def serve_args(
         "--device", device_class.value,
         "--max-batch-size", str(batching.max_batch_size),
         "--max-queue-delay-ms", repr(batching.max_delay_ms),
+        "--drain-s", str(SERVER_DRAIN_S),
+        "--graceful-timeout-s", str(SERVER_GRACEFUL_S),
         "--log-level", "info",
     ]  # fmt: skip
 
@@ -436,6 +444,7 @@ def deployment(
     }
     pod_spec: Manifest = {
         "securityContext": pod_security_context(),
+        "terminationGracePeriodSeconds": SERVER_GRACE_S,
         "containers": [container],
         "volumes": volumes,
         "automountServiceAccountToken": False,

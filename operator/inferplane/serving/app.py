@@ -84,7 +84,7 @@ class App:
             return Response(200, plane.metadata())
         if plane.ready:
             return _READY
-        raise errors.Unavailable(f"model '{plane.name}' is loading")
+        raise _not_ready(plane)
 
     def _other(self, path: str, method: bytes) -> Response:
         plane = self.dataplane
@@ -99,7 +99,7 @@ class App:
             return _LIVE
         if path == "/v2/health/ready":
             if not plane.ready:
-                raise errors.Unavailable("the model is loading")
+                raise _not_ready(plane)
             return _READY
         if path in ("/v2", "/v2/"):
             return Response(200, plane.server_metadata)
@@ -163,6 +163,12 @@ _INTERNAL = errors.BackendError("internal error; see the server log")
 """What the client gets for an unexpected exception (logged with its trace where caught)."""
 
 _OUTCOMES = {400: "client_error", 404: "not_found", 413: "too_large", 503: "unavailable"}
+
+
+def _not_ready(plane: DataPlane) -> errors.Unavailable:
+    if plane.draining:
+        return errors.Unavailable("the server is shutting down")
+    return errors.Unavailable(f"model '{plane.name}' is loading")
 
 
 def _failure(exc: Exception) -> errors.InferplaneError:

@@ -11,17 +11,25 @@ Kept from a general server: keep-alive (HTTP/1.1 default, HTTP/1.0 and ``Connect
 chunked request bodies (httptools decodes them), ``Expect: 100-continue``, pipelined requests
 answered in order, a body limit enforced before the body is read when Content-Length says so
 (the handler answers at once, the rest of the body is discarded and the connection stays
-usable), and graceful shutdown: stop accepting, finish every request begun, close the rest.
+usable), and a graceful drain and shutdown.
+
+Held against hostile clients (the limits are ``limits.HttpLimits``): the head is counted in raw
+bytes as it arrives, headers and the URL are bounded, a head and a body have deadlines, and
+llhttp (under httptools) refuses ambiguous framing (Content-Length with Transfer-Encoding,
+repeated Content-Length, bare LF, obs-fold, chunk sizes that overflow). Pipelined requests are
+answered by a loop (``_pump``), never by recursion; the bytes of later requests are parsed only
+once the earlier ones are answered, in slices of ``FEED_BYTES``, and reading pauses while any
+wait (back-pressure), and while the client leaves its answers unread (flow control).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import email.utils
 import logging
 import socket
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +37,18 @@ from dataclasses import dataclass
 import httptools
 import orjson
 
+from inferplane.serving.limits import HttpLimits
+
 log = logging.getLogger("inferplane.serving")
 
 REASONS = {
     200: b"OK",
     400: b"Bad Request",
     404: b"Not Found",
+    408: b"Request Timeout",
     413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
     503: b"Service Unavailable",
 }
@@ -69,35 +82,33 @@ Handler = Callable[[Request, Respond], None]
 """Called once per request; it calls ``respond`` exactly once, at once or later."""
 
 
-MAX_HEAD_BYTES = 64 << 10
-"""A request line and headers larger than this get 400 and the connection closed (a client
-cannot make the server buffer headers without end)."""
-
 LINGER_S = 1.0
 """After the last answer on a connection the server closes its write side, then drains what the
 client still sends for up to this long before closing: closing at once with unread input makes
 the kernel reset the connection, and the client can lose the answer (a lingering close)."""
 
-IDLE_TIMEOUT_S = 75.0
-"""Default: keep-alive connections idle this long are closed. Longer than the usual proxy's idle
-timeout (nginx 60 s), so that a proxy never reuses a connection the server is closing."""
+FEED_BYTES = 16 << 10
+"""Received bytes are parsed in slices of at most this (a body's known remainder in one): the
+requests parsed from one slice are the most that can wait behind a slow one on a connection."""
+
+STALLED_S = 1.0
+"""At shutdown, a connection whose request has not progressed for this long is cut."""
 
 
 class HttpServer:
     """Serves ``handler`` on a listening socket until ``shutdown``."""
 
-    def __init__(
-        self, handler: Handler, *, max_body: int, idle_timeout_s: float = IDLE_TIMEOUT_S
-    ) -> None:
+    def __init__(self, handler: Handler, limits: HttpLimits) -> None:
         self.handler = handler
-        self.max_body = max_body
-        self.idle_timeout_s = idle_timeout_s
+        self.limits = limits
         self.closing = False
+        """Draining or shutting down: every answer carries ``Connection: close``."""
         self.connections: set[Connection] = set()
         self.date = b""
         """The ``date`` header line, renewed every second."""
         self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self._aborted = asyncio.Event()
 
     async def start(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -105,32 +116,42 @@ class HttpServer:
         self._tick()
 
     def _tick(self) -> None:
-        """Once a second: renew the date line, close connections idle too long."""
+        """Once a second: renew the date line, enforce the connections' deadlines."""
         loop = asyncio.get_running_loop()
         self.date = b"date: %s\r\n" % email.utils.formatdate(usegmt=True).encode()
-        stale = loop.time() - self.idle_timeout_s
+        now = loop.time()
         for connection in list(self.connections):
-            if connection.idle_since is not None and connection.idle_since < stale:
-                connection.close_if_idle()
+            connection.check_deadlines(now)
         self._ticker = loop.call_later(1.0, self._tick)
 
-    async def shutdown(self, timeout_s: float) -> None:
-        """Stop accepting, let every request begun finish (up to ``timeout_s``), close all."""
+    async def drain(self, drain_s: float) -> None:
+        """Keep serving and accepting for ``drain_s`` (endpoints move away meanwhile), each
+        answer closing its connection; ``abort`` ends the wait early."""
         self.closing = True
-        if self._ticker is not None:
-            self._ticker.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._aborted.wait(), drain_s)
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop accepting, let every request begun finish (up to ``timeout_s``), close idle
+        connections at once and cut those whose request has stalled; then close all."""
+        self.closing = True
         if self._server is not None:
             self._server.close()
-        for connection in list(self.connections):
-            connection.close_if_idle()
-        deadline = time.monotonic() + timeout_s
-        while self.connections and time.monotonic() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.connections and loop.time() < deadline and not self._aborted.is_set():
+            stalled = loop.time() - STALLED_S
+            for connection in list(self.connections):
+                connection.close_if_idle(stalled)
             await asyncio.sleep(0.01)
+        if self._ticker is not None:
+            self._ticker.cancel()
         self.abort()
         if self._server is not None:
             await self._server.wait_closed()
 
     def abort(self) -> None:
+        self._aborted.set()
         for connection in list(self.connections):
             connection.abort()
 
@@ -140,18 +161,25 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
+        self._limits = server.limits
         self._loop = asyncio.get_running_loop()
         self._handler = server.handler
-        self._max_body = server.max_body
+        self._max_body = server.limits.max_body_bytes
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
+        self._header_count = 0
+        self._head_parsed = 0
+        self._in_head = True
+        """Between requests or inside a head: received bytes count against the head limit."""
         self._head_bytes = 0
-        self._refusal = ""
+        self._refusal: tuple[int, str] | None = None
         """Why a callback stopped the parser (httptools reports only that one did)."""
         self._chunks: list[bytes] = []
         self._size = 0
+        self._body_left = 0
+        """Bytes of the body still to come, when Content-Length gave its size."""
         self._discarding = False
         self._receiving = False
         """A request has begun arriving and is not yet complete."""
@@ -160,15 +188,33 @@ class Connection(asyncio.Protocol):
         self._current: Request | None = None
         """The request being answered (at most one: later ones wait in ``_waiting``)."""
         self._waiting: collections.deque[Request] = collections.deque()
-        self.idle_since: float | None = None
-        """Loop time since when no request is in progress (None: one is)."""
+        self._unparsed: bytes | memoryview = b""
+        """Received, not yet parsed: held while an earlier request is answered."""
+        self._pumping = False
+        self._reading = True
+        self._write_paused = False
+        self._deadline: float | None = None
+        """When the connection expires: idle, or its request's head or body is late."""
+        self._deadline_status = 0
+        """What expiring means: 0 close quietly (idle), 408 answer that and close."""
+        self._send_deadline: float | None = None
+        """Set while the client leaves its answers unread (writing paused)."""
+        self.last_data = 0.0
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._server.connections.add(self)
-        self.idle_since = self._loop.time()
+        server = self._server
+        if len(server.connections) >= self._limits.max_connections:
+            self._ending = True
+            message = f"over {self._limits.max_connections} connections; retry"
+            self._write(Response(503, orjson.dumps({"error": message})), b"GET", False)
+            self._end(self._transport)  # type: ignore[arg-type]
+            return
+        server.connections.add(self)
+        self.last_data = now = self._loop.time()
+        self._deadline = now + self._limits.idle_timeout_s
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
@@ -177,48 +223,76 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._ending:
             return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse("protocol upgrades are not supported")
-        except httptools.HttpParserError as exc:
-            self._refuse(self._refusal or f"malformed HTTP request: {exc}")
+        self.last_data = self._loop.time()
+        self._unparsed = bytes(self._unparsed) + data if self._unparsed else data
+        if not self._pumping:
+            self._pump()
+
+    def pause_writing(self) -> None:
+        """The client does not read its answers fast enough: answer and read nothing more."""
+        self._write_paused = True
+        self._send_deadline = self._loop.time() + self._limits.idle_timeout_s
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._send_deadline = None
+        if not self._pumping:
+            self._pump()
 
     # httptools callbacks
 
     def on_message_begin(self) -> None:
         self._receiving = True
-        self.idle_since = None
         self._url = b""
         self._headers = {}
-        self._head_bytes = 0
+        self._header_count = 0
+        self._head_parsed = 0
         self._chunks = []
         self._size = 0
+        self._body_left = 0
         self._discarding = False
+        self._deadline = self._loop.time() + self._limits.head_timeout_s
+        self._deadline_status = 408
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
+        if len(self._url) > self._limits.max_url_bytes:
+            self._stop(414, f"request target over {self._limits.max_url_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.lower()] = value
-        self._count_head(len(name) + len(value))
+        self._header_count += 1
+        if self._header_count > self._limits.max_headers:
+            self._stop(431, f"over {self._limits.max_headers} header fields")
+        # A head that ends inside the slice that takes it over the limit: counted as parsed.
+        self._head_parsed += len(name) + len(value) + 4
+        if self._head_parsed + len(self._url) > self._limits.max_head_bytes:
+            self._stop(431, self._head_too_large())
 
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self._refusal = f"request line and headers over {MAX_HEAD_BYTES} bytes"
-            raise ValueError(self._refusal)  # httptools stops parsing and raises to feed_data
+    def _head_too_large(self) -> str:
+        return f"request line and headers over {self._limits.max_head_bytes} bytes"
+
+    def _stop(self, status: int, message: str) -> None:
+        self._refusal = (status, message)
+        raise ValueError(message)  # httptools stops parsing and raises to feed_data
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._deadline = self._loop.time() + self._limits.body_timeout_s
         length = self._headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self._max_body:
-            self._over_limit()
-        elif self._headers.get(b"expect", b"").lower() == b"100-continue":
+        if length.isdigit():
+            self._body_left = int(length)
+            if self._body_left > self._max_body:
+                self._over_limit()
+                return
+        if self._headers.get(b"expect", b"").lower() == b"100-continue":
             assert self._transport is not None
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
+        self._body_left -= len(body)
         if self._discarding:
             return
         self._size += len(body)
@@ -230,16 +304,70 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._receiving = False
+        self._in_head = True
+        self._deadline = None
         if self._discarding:  # answered already (413)
-            if self._current is None and not self._waiting:
-                self.idle_since = self._loop.time()
             return
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = []
-        self._enqueue(self._request(body, over_limit=False))
+        self._waiting.append(self._request(body, over_limit=False))
 
-    # answering
+    # parsing and answering, in a loop
+
+    def _pump(self) -> None:
+        """Answer what waits, parse what is held, until a request is answered later (by the
+        batcher), the client stops reading, or nothing is left; then set reading and the idle
+        deadline. The handler's ``respond`` comes back here only when called later."""
+        self._pumping = True
+        try:
+            while self._current is None and not self._ending and not self._write_paused:
+                if self._waiting:
+                    self._dispatch(self._waiting.popleft())
+                elif self._unparsed:
+                    self._feed()
+                else:
+                    break
+        finally:
+            self._pumping = False
+        if self._deadline is None and self._current is None and not self._receiving:
+            # A request was just answered (bytes that begin none leave the deadline as it is).
+            self._deadline = self._loop.time() + self._limits.idle_timeout_s
+            self._deadline_status = 0
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read while nothing is held unparsed and the client reads its answers."""
+        transport = self._transport
+        reading = not self._unparsed and not self._write_paused
+        if reading is not self._reading and transport is not None and not transport.is_closing():
+            self._reading = reading
+            if reading:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    def _feed(self) -> None:
+        """Parse one slice of what is held (a known body's remainder in one piece)."""
+        data = self._unparsed
+        size = max(FEED_BYTES, self._body_left) if not self._in_head else FEED_BYTES
+        if len(data) <= size:
+            self._unparsed = b""
+        else:
+            view = memoryview(data)
+            data, self._unparsed = view[:size], view[size:]
+        in_head = self._in_head
+        if in_head:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._refuse(*(self._refusal or (400, f"malformed HTTP request: {exc}")))
+        else:
+            if self._in_head and self._head_bytes > self._limits.max_head_bytes:
+                self._refuse(431, self._head_too_large())
 
     def _request(self, body: bytes, *, over_limit: bool) -> Request:
         url = self._url.split(b"?", 1)[0]
@@ -256,15 +384,7 @@ class Connection(asyncio.Protocol):
     def _over_limit(self) -> None:
         """Answer now (before the body is read); discard the rest of the body as it comes."""
         self._discarding = True
-        self._enqueue(self._request(b"", over_limit=True))
-
-    def _enqueue(self, request: Request) -> None:
-        if self._current is None:
-            self._dispatch(request)
-            return
-        self._waiting.append(request)
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._waiting.append(self._request(b"", over_limit=True))
 
     def _dispatch(self, request: Request) -> None:
         self._current = request
@@ -284,6 +404,15 @@ class Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         keep_alive = request.keep_alive and not self._server.closing and not self._ending
+        self._write(response, request.method, keep_alive)
+        if not keep_alive:
+            self._end(transport)
+        elif not self._pumping:
+            self._pump()
+
+    def _write(self, response: Response, method: bytes, keep_alive: bool) -> None:
+        transport = self._transport
+        assert transport is not None
         body = response.body
         head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s%s%s\r\n" % (
             response.status,
@@ -294,46 +423,58 @@ class Connection(asyncio.Protocol):
             response.headers,
             b"" if keep_alive else b"connection: close\r\n",
         )
-        if request.method == b"HEAD" or not body:
+        if method == b"HEAD" or not body:
             transport.write(head)
         elif len(body) < 4096:
             transport.write(head + body)
         else:
             transport.writelines((head, body))
-        if not keep_alive:
-            self._end(transport)
-            return
-        if self._waiting:
-            following = self._waiting.popleft()
-            if not self._waiting:
-                transport.resume_reading()
-            self._dispatch(following)
-        elif not self._receiving:
-            self.idle_since = self._loop.time()
 
-    def _refuse(self, message: str) -> None:
-        """A request httptools cannot parse: answer 400 (after the one in progress, if any)
-        and end the connection; the parser cannot find the next request."""
+    def _refuse(self, status: int, message: str) -> None:
+        """A request that cannot be read on: answer ``status`` (after the one in progress, if
+        any) and end the connection; the parser cannot find the next request."""
         if self._transport is None or self._ending:
             return
         self._ending = True
         self._waiting.clear()
+        self._unparsed = b""
         if self._current is None:
             self._current = Request(b"", "", {}, b"", keep_alive=False)
-            self._respond(Response(400, orjson.dumps({"error": message})))
+            self._respond(Response(status, orjson.dumps({"error": message})))
 
     def _end(self, transport: asyncio.Transport) -> None:
         """Close after the last answer: the write side now, the rest after ``LINGER_S``."""
         self._ending = True
+        self._deadline = float("inf")
         if transport.can_write_eof():
             transport.write_eof()
             self._loop.call_later(LINGER_S, transport.close)
         else:
             transport.close()
 
-    def close_if_idle(self) -> None:
-        if self._current is None and not self._receiving and self._transport is not None:
+    def check_deadlines(self, now: float) -> None:
+        """Close an idle connection, answer 408 to a late request, cut a client that leaves
+        its answers unread; a request being answered has no deadline."""
+        if self._send_deadline is not None and now > self._send_deadline:
+            self.abort()
+        elif self._deadline is not None and now > self._deadline and self._current is None:
+            if self._deadline_status and self._transport is not None:
+                what = "head" if self._in_head else "body"
+                limit = (
+                    self._limits.head_timeout_s if self._in_head else self._limits.body_timeout_s
+                )
+                self._refuse(408, f"request {what} not received within {limit:g} s")
+            elif self._transport is not None:
+                self._transport.close()
+
+    def close_if_idle(self, stalled_before: float) -> None:
+        """At shutdown: close if no request is in progress, cut if its request stalled."""
+        if self._current is not None or self._waiting or self._transport is None or self._ending:
+            return
+        if not self._receiving:
             self._transport.close()
+        elif self.last_data < stalled_before:
+            self._transport.abort()
 
     def abort(self) -> None:
         if self._transport is not None:

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """The serving composition root: resolve what to serve, start the HTTP server, load, shut down.
 
-Two entry points, both blocking until SIGINT or SIGTERM (then: stop accepting, finish every
-in-flight request, return):
+Two entry points, both blocking until SIGINT or SIGTERM, then draining: ready answers 503 at
+once, the server keeps accepting and answering for ``drain_s`` (each answer closing its
+connection, so that clients reconnect to pods the Service still routes to), then stops
+accepting, finishes every request begun (cutting stalled ones), and returns:
 
 * ``serve(path=..., **options)``: what ``inferplane serve`` calls; PATH is a model file or an
   artifact directory.
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -36,7 +39,8 @@ from inferplane.devices import BACKEND_FOR_FORMAT, ArtifactFormat, BackendName, 
 from inferplane.serving.app import App
 from inferplane.serving.backends.base import Backend, ModelFiles
 from inferplane.serving.dataplane import BatchSettings, DataPlane
-from inferplane.serving.http import IDLE_TIMEOUT_S, HttpServer
+from inferplane.serving.http import HttpServer
+from inferplane.serving.limits import HttpLimits
 
 log = logging.getLogger("inferplane.serving")
 
@@ -77,18 +81,25 @@ class ServedModel:
     files: ModelFiles
 
 
+DRAIN_S = 5.0
+"""Default drain: long enough for endpoint controllers and kube-proxy to stop routing to a
+terminating pod (usually one to a few seconds)."""
+
+GRACEFUL_TIMEOUT_S = 20.0
+"""Default wait for requests begun; drain + this stays inside Kubernetes' default 30 s grace."""
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     batching: BatchSettings = field(default_factory=BatchSettings)
-    max_request_bytes: int = 64 << 20
-    """Bodies over this get 413 (before reading, when Content-Length says so)."""
+    http: HttpLimits = field(default_factory=HttpLimits)
     log_level: str = "warning"
-    graceful_timeout_s: int = 30
-    """How long shutdown waits for in-flight requests."""
-    idle_timeout_s: float = IDLE_TIMEOUT_S
-    """Keep-alive connections idle this long are closed."""
+    drain_s: float = DRAIN_S
+    """After SIGTERM: how long ready answers 503 while the server still accepts and answers."""
+    graceful_timeout_s: float = GRACEFUL_TIMEOUT_S
+    """Then: how long shutdown waits for the requests begun to finish."""
 
 
 def create_backend(model: ServedModel) -> Backend:
@@ -164,8 +175,13 @@ def serve(
     max_queue_delay_ms: float = 0.0,
     max_queue: int = 1024,
     max_queue_bytes: int = 256 << 20,
-    max_request_bytes: int = 64 << 20,
-    idle_timeout_s: float = IDLE_TIMEOUT_S,
+    max_request_bytes: int = HttpLimits.max_body_bytes,
+    idle_timeout_s: float = HttpLimits.idle_timeout_s,
+    head_timeout_s: float = HttpLimits.head_timeout_s,
+    body_timeout_s: float = HttpLimits.body_timeout_s,
+    max_connections: int = HttpLimits.max_connections,
+    drain_s: float = DRAIN_S,
+    graceful_timeout_s: float = GRACEFUL_TIMEOUT_S,
     log_level: str = "warning",
 ) -> None:
     """``inferplane serve``: resolve PATH, then serve it until SIGINT/SIGTERM.
@@ -184,8 +200,15 @@ def serve(
             max_queue_bytes=max_queue_bytes,
             refuse_larger=max_batch_size is not None,
         ),
-        max_request_bytes=max_request_bytes,
-        idle_timeout_s=idle_timeout_s,
+        http=HttpLimits(
+            max_body_bytes=max_request_bytes,
+            idle_timeout_s=idle_timeout_s,
+            head_timeout_s=head_timeout_s,
+            body_timeout_s=body_timeout_s,
+            max_connections=max_connections,
+        ),
+        drain_s=drain_s,
+        graceful_timeout_s=graceful_timeout_s,
         log_level=log_level,
     )
     run(model, settings)
@@ -277,11 +300,8 @@ async def _main(
     plane = DataPlane(served_name, settings=settings.batching)
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    http = HttpServer(
-        App(plane, max_request_bytes=settings.max_request_bytes),
-        max_body=settings.max_request_bytes,
-        idle_timeout_s=settings.idle_timeout_s,
-    )
+    _fit_open_files(settings.http.max_connections)
+    http = HttpServer(App(plane, max_request_bytes=settings.http.max_body_bytes), settings.http)
     await http.start(sock)
     with _stop_on_signals(http) as stopping:
         try:
@@ -320,9 +340,25 @@ async def _main(
             on_ready(url)
         try:
             await stopping
+            plane.draining = True
+            await http.drain(settings.drain_s)
             await http.shutdown(settings.graceful_timeout_s)
         finally:
             await plane.close()
+
+
+def _fit_open_files(connections: int) -> None:
+    """Raise the soft open-files limit to fit ``connections`` (and the server's own files), as
+    far as the hard limit allows; below it, accepting would fail with EMFILE instead of 503."""
+    wanted = connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning(
+                "open files limited to %d: fewer than --max-connections %d", target, connections
+            )
 
 
 @contextlib.contextmanager
