@@ -373,6 +373,7 @@ def test_turning_autoscaling_off_sets_the_count_and_removes_the_autoscaler() -> 
 def test_a_single_replica_gets_no_budget_and_one_pool_no_pool_service() -> None:
     plan = _pool_plan({"min": 1, "max": 1}, _ready(CPU, "onnx-cpu"))
     assert [m["kind"] for m in plan.apply] == ["Deployment", "Service"]
+    assert "PoolReady" not in [e.reason for e in plan.events]  # "Ready" says it once
     two = _pool_plan({"min": 2, "max": 2}, _ready(CPU, "onnx-cpu", 2))
     assert [m["kind"] for m in two.apply] == ["Deployment", "PodDisruptionBudget", "Service"]
 

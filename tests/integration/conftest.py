@@ -30,6 +30,8 @@ Fixtures (names are stable; other test modules rely on them):
 ``wait_until`` -> ``tests.cluster.handle.wait_until``
     ``wait_until(fn, timeout=60, interval=0.2, what="...")``: polls until ``fn()`` is truthy,
     returns that value, raises ``TimeoutError`` naming ``what``.
+``crd`` (module) / ``operator`` (function) -> ``tests.e2e.operator_process.Operator``
+    The CRD installed; the operator running as a process (standalone, file:// store).
 ``hold_release`` -> ``Cluster.hold_release``
     ``hold_release(namespace, pod, "succeeded" | "failed", message="")`` ends a pod labelled
     ``kwok.inferplane.io/hold: "true"`` (docs/testing.md, "Holding a pod").
@@ -47,6 +49,7 @@ from typing import Any
 import pytest
 from tests.cluster import build, control_plane, handle, node
 from tests.cluster.profile import Profile
+from tests.e2e import operator_process as op
 
 SESSION_PROFILE = Profile(cpu=2, nvidia=1, ascend910=1, ascend310=1)
 """Small on purpose (6 nodes: 2 CPU, 1 A100, 1 T4, 1 Ascend 910B, 1 Ascend 310P): starts fast."""
@@ -130,6 +133,25 @@ def real_namespace(real_cluster: handle.Cluster) -> Iterator[str]:
     """A fresh namespace in ``real_cluster``, deleted after the test."""
     with real_cluster.temporary_namespace() as name:
         yield name
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: handle.Cluster) -> None:
+    """The InferenceModel CRD, installed (server-side) from crds/."""
+    op.install_crd(cluster)
+
+
+@pytest.fixture
+def operator(cluster: handle.Cluster, crd: None, tmp_path: Path) -> Iterator[op.Operator]:
+    """``inferplane operator --standalone`` as a process, with a file:// store in tmp_path."""
+    process = op.Operator(
+        cluster, store=f"file://{tmp_path / 'store'}", log=tmp_path / "operator.log"
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture

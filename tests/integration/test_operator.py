@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +34,6 @@ PRODUCT_LABEL = {
     "nvidia": "nvidia.com/gpu.product",
     "ascend310": "node.kubernetes.io/npu.chip.name",
 }
-
-
-@pytest.fixture(scope="module")
-def crd(cluster: handle.Cluster) -> None:
-    op.install_crd(cluster)
-
-
-@pytest.fixture
-def operator(cluster: handle.Cluster, crd: None, tmp_path: Path) -> Iterator[op.Operator]:
-    process = op.Operator(
-        cluster, store=f"file://{tmp_path / 'store'}", log=tmp_path / "operator.log"
-    )
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

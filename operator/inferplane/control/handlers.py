@@ -268,6 +268,12 @@ async def _observe(
     return seen, hashes
 
 
+def _wrote(rt: Runtime, answer: Mapping[str, Any] | None) -> None:
+    """Keep the API server's answer to a patch of a Job (None: the Job is gone)."""
+    if answer is not None:
+        rt.cache.wrote({**answer, "apiVersion": JOB[0], "kind": JOB[1]})
+
+
 async def _post_event(rt: Runtime, body: Mapping[str, Any], event: planner.Event) -> None:
     meta = body["metadata"]
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -449,9 +455,15 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
             continue  # deleted by _apply, before anything was applied
         await rt.kube.delete(api_version, kind, child, namespace=namespace)
         rt.cache.forget(kind, namespace, child)
+    owner = model.owner(controller=False)
+    for job in plan.join:
+        # appended with a JSON patch: two models joining at once both stay owners; the answer
+        # goes to the cache, so the next reconcile does not join twice
+        add = [{"op": "add", "path": "/metadata/ownerReferences/-", "value": owner}]
+        _wrote(rt, await rt.kube.patch(*JOB, job, namespace=namespace, patch=add, json_patch=True))
     for job, others in plan.disown:
         patch = {"metadata": {"ownerReferences": others}}
-        await rt.kube.patch(*JOB, job, namespace=namespace, patch=patch)
+        _wrote(rt, await rt.kube.patch(*JOB, job, namespace=namespace, patch=patch))
     old = body.get("status") or {}
     patch = _status_patch(old, plan.status)
     if patch:

@@ -250,12 +250,21 @@ class Kube:
         await self._call("DELETE", path, body=body, missing_ok=True)
 
     async def patch(
-        self, api_version: str, kind: str, name: str, *, namespace: str, patch: Mapping[str, Any]
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        *,
+        namespace: str,
+        patch: Any,
+        json_patch: bool = False,
     ) -> dict[str, Any] | None:
-        """Merge-patch an object (None: it is gone)."""
+        """Merge-patch an object, or apply a JSON patch (a list of operations); None: it is
+        gone."""
         path = path_of(api_version, kind, namespace=namespace, name=name)
+        kind_of = "application/json-patch+json" if json_patch else "application/merge-patch+json"
         result: dict[str, Any] | None = await self._call(
-            "PATCH", path, body=patch, content_type="application/merge-patch+json", missing_ok=True
+            "PATCH", path, body=patch, content_type=kind_of, missing_ok=True
         )
         return result
 

@@ -269,6 +269,8 @@ class Plan:
     turning autoscaled keeps its replica count while the operator stops setting it."""
     disown: list[tuple[str, list[Manifest]]] = field(default_factory=list)
     """Shared conversion Jobs this model no longer needs: (name, the other owners to keep)."""
+    join: list[str] = field(default_factory=list)
+    """Running conversion Jobs of other models this model waits on: it joins their owners."""
 
 
 @dataclass(frozen=True)
@@ -341,11 +343,6 @@ def conversion_jobs(
     return names
 
 
-def _job_owners(observed_owners: Sequence[Mapping[str, Any]], model: Model) -> list[Manifest]:
-    owners = [dict(o) for o in observed_owners if o.get("uid") != model.uid]
-    return [*owners, model.owner(controller=False)]
-
-
 POOL_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 """The kinds of a server pool's objects, all named after the pool."""
 AUTOSCALER_KINDS = ("HorizontalPodAutoscaler", "ScaledObject")
@@ -364,6 +361,7 @@ class _Work:
     """Conversion Jobs this target uses (or failed in): the ones not to clean up."""
     failures: list[v1alpha1.FailedConversion] = field(default_factory=list)
     handover: list[Manifest] = field(default_factory=list)
+    join: list[str] = field(default_factory=list)
 
 
 def _plan_target(
@@ -424,13 +422,16 @@ def _plan_target(
                     Event("Warning", "ConversionFailed", f"{label}: {status.message}")
                 )
             return work
-        if state is None or (state.phase is JobPhase.RUNNING and not _owns(state.owners, model)):
-            owners = _job_owners(state.owners if state else (), model)
+        if state is not None and state.phase is JobPhase.RUNNING and not _owns(state.owners, model):
+            # another model's Job for the same conversion: join its owners (a patch; the Job's
+            # template is immutable and names the model that created it) and be woken by it
+            work.join.append(job)
+        if state is None:
             work.apply.append(
                 builders.job(
                     name=job,
                     namespace=model.namespace,
-                    owners=owners,
+                    owners=[model.owner(controller=False)],
                     spec=spec,
                     model=model.name,
                     target_format=target.format,
@@ -558,7 +559,8 @@ def _plan_target(
     current = seen is not None and seen.key == artifact.key and seen.up_to_date
     if current and status.ready_replicas >= spec.replicas.min:
         status.phase = "Ready"
-        if previous is None or previous.phase != "Ready":
+        if not single and (previous is None or previous.phase != "Ready"):
+            # one pool: the model's own Ready event says the same
             work.events.append(
                 Event("Normal", "PoolReady", f"{label}: {status.ready_replicas} ready")
             )
@@ -798,4 +800,5 @@ def plan(
         targets=statuses,
         handover=[m for work in works for m in work.handover],
         disown=disown,
+        join=[j for work in works for j in work.join],
     )
