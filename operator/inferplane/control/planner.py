@@ -343,7 +343,9 @@ def conversion_jobs(
     return names
 
 
-POOL_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+POOL_KINDS = (
+    "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "PodDisruptionBudget",
+)  # fmt: skip
 """The kinds of a server pool's objects, all named after the pool."""
 AUTOSCALER_KINDS = ("HorizontalPodAutoscaler", "ScaledObject")
 """What scales a pool: the operator's HPA, or a KEDA ScaledObject (whose HPA is KEDA's)."""
