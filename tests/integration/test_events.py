@@ -10,19 +10,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from tests.bench import operator_scale
 from tests.cluster import handle
 from tests.cluster.profile import T4, Node
 from tests.e2e import operator_process as op
 from tests.integration.test_operator import _release_all, _release_once, _release_target
 
 from inferplane.control import naming
+from inferplane.control.inventory import Inventory
 from inferplane.devices import DeviceClass
 
 PREFER_T4 = {"devices": ["nvidia", "cpu"], "deviceOptions": {"nvidia": {"products": ["T4"]}}}
@@ -407,3 +411,28 @@ def test_rapid_spec_edits_leave_one_job(
     command = cluster.get("job", job, namespace=namespace)["spec"]["template"]["spec"]
     args = command["containers"][0]["command"]
     assert args[args.index("--samples") + 1] == "12"
+
+
+def test_a_single_pool_fixed_model_costs_at_most_six_writes(
+    cluster: handle.Cluster, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    """A model whose artifact is in the store, one pool, a fixed replica count: its objects are
+    a Deployment and its Service (no pool Service, HPA or PDB), and every API write the operator
+    makes for it — objects, status patches, Events — is counted by its client."""
+    spec = {**operator_scale._spec(0), "devices": ["cpu"]}
+    store = tmp_path / "store"
+    inventory = Inventory.from_nodes(cluster.get("nodes"))
+    assert operator_scale._prefill(store, [spec], inventory) == 1
+    process = op.Operator(cluster, store=f"file://{store}", log=tmp_path / "operator.log")
+    process.start()
+    try:
+        cluster.apply({**op.model("cheap"), "spec": spec}, namespace=namespace)
+        op.wait_phase(cluster, namespace, "cheap", "Ready", timeout=60)
+        time.sleep(3)  # the reconciles the last status changes wake
+    finally:
+        process.stop()
+    kinds = "deployments,services,hpa,pdb,jobs"
+    names = cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(n.split("/")[0] for n in names) == ["deployment.apps", "service"]
+    found = re.findall(r"API writes: (\d+)", (tmp_path / "operator.log").read_text())
+    assert found and int(found[-1]) <= 6, found

@@ -385,8 +385,10 @@ def _plan_target(
     key = known_key(spec, options)
     state = observed.jobs.get(job)
     artifact: Artifact | None = observed.artifacts.get(key) if key else None
+    converted = False
     if artifact is None and state is not None:
         artifact = state.result
+        converted = artifact is not None
     if artifact is None and previous is not None and previous.job == job and previous.key:
         artifact = Artifact(previous.key, previous.sha256, previous.verification)
     status = v1alpha1.TargetStatus(
@@ -466,7 +468,9 @@ def _plan_target(
     status.sha256 = artifact.sha256
     status.verification = artifact.verification
     status.artifact = builders.store_location(settings.store, artifact.key)
-    if previous is None or previous.key != artifact.key:
+    if converted and (previous is None or previous.key != artifact.key):
+        # only a conversion that ran says so: a store hit (the key known from the spec) is in
+        # the status and the Converted condition, and costs no Event
         numbers = ""
         if artifact.verification and artifact.verification.max_abs_error is not None:
             numbers = f" (max abs error {artifact.verification.max_abs_error:.3g})"
