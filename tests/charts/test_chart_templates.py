@@ -29,6 +29,7 @@ from tests.charts.chart import (
     restricted_violations,
     template,
 )
+from tests.images import IMAGES
 
 from inferplane.control.settings import DEFAULT_DEVICES
 from inferplane.devices import BackendName, DeviceClass
@@ -260,6 +261,46 @@ def test_images_resolve_by_tag_variant_and_digest(tmp_path: Path) -> None:
     assert env["INFERPLANE_IMAGE_NVIDIA"] == "reg.local/trt:10.7"
     assert env["INFERPLANE_IMAGE_ASCEND"] == f"ghcr.io/inferplane/ascend@{digest}"
     assert env["INFERPLANE_IMAGE_EDGE"] == "ghcr.io/inferplane/edge:0.1.0"
+
+
+def test_one_registry_names_every_image(tmp_path: Path) -> None:
+    """`image.registry` and `image.tag` move every image at once (a user's own registry); an
+    entry's own tag or digest and a repository with a `/` still win."""
+    values_text = (CHART / "values.yaml").read_text()
+    assert values_text.count("ghcr.io/inferplane") == 1, "the registry is named in one place"
+    values = merge(S3_VALUES, {"image": {"registry": "reg.example:5000/ml", "tag": "2.0"}})
+    deployment = one(render(values, tmp_path), "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "reg.example:5000/ml/operator:2.0"
+    env = env_of(deployment)
+    assert env["INFERPLANE_IMAGE_CPU"] == "reg.example:5000/ml/cpu:2.0"
+    assert env["INFERPLANE_IMAGE_MINDSPORE"] == "reg.example:5000/ml/mindspore:2.0-cpu"
+    assert env["INFERPLANE_IMAGE_EDGE"] == "reg.example:5000/ml/edge:2.0"
+    devices = json.loads(env["INFERPLANE_DEVICES"])
+    assert devices["cpu"]["images"] == {
+        "onnxruntime": "reg.example:5000/ml/cpu:2.0",
+        "mindspore": "reg.example:5000/ml/mindspore:2.0-cpu",
+    }
+    assert devices["ascend910"]["images"]["mindspore"] == "reg.example:5000/ml/mindspore:2.0-ascend"
+    own = merge(values, {"images": {"nvidia": {"repository": "other.io/trt", "tag": "7"}}})
+    env = env_of(one(render(own, tmp_path), "Deployment"))
+    assert env["INFERPLANE_IMAGE_NVIDIA"] == "other.io/trt:7"
+    bad = merge(S3_VALUES, {"image": {"registry": "reg.example/ml space"}})
+    result = template(bad, tmp_path)
+    assert result.returncode != 0 and "image" in result.stderr
+
+
+def test_built_images_carry_the_chart_default_names(tmp_path: Path) -> None:
+    """`python -m tests.images build` names its images as the chart's defaults do, so a node
+    that imported the archives runs the chart as installed."""
+
+    deployment = one(render(S3_VALUES, tmp_path), "Deployment")
+    env = env_of(deployment)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        IMAGES["operator"].reference()
+    )
+    assert env["INFERPLANE_IMAGE_CPU"] == IMAGES["cpu"].reference()
+    assert env["INFERPLANE_IMAGE_MINDSPORE"] == IMAGES["mindspore"].reference()
 
 
 def test_server_images_per_class_and_variant(tmp_path: Path) -> None:

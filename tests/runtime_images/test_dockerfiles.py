@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The runtime images, checked without a container engine (none is on this machine).
+"""The runtime images, checked without a container engine (``tests/images`` builds and runs
+the cpu, operator and mindspore images where root can).
 
 Each Dockerfile is parsed into stages; the checks are what can be known without building:
 pinned bases, a numeric non-root user, ``inferplane`` as the entrypoint with a default command
 that the real click group accepts, no compiler in a Debian final stage, OCI labels, hadolint
-clean, and one Dockerfile for every image the chart and the device profiles name.
+clean, one Dockerfile for every image the chart and the device profiles name, and what makes
+them build anywhere: no frontend ``# syntax`` line, ``ARG BASE``, no ``ADD`` of a URL (sums are
+checked by ``RUN``), no unused stage naming a remote base, the source copied after the
+dependencies are installed.
 """
 
 from __future__ import annotations
@@ -335,3 +339,58 @@ def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
     result = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True)
     assert result.returncode != 0
     assert "DL3006" in result.stdout  # untagged base
+
+
+# ---- what makes them build without Docker Hub ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_no_frontend_line(name: str) -> None:
+    """A ``# syntax=`` line makes BuildKit pull a frontend image before anything else."""
+    for line in (IMAGES_DIR / name / "Dockerfile").read_text().splitlines():
+        assert not re.match(r"#\s*syntax\s*=", line, re.IGNORECASE), f"{name}: {line}"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_base_is_an_argument(name: str) -> None:
+    """``ARG BASE`` with a public default; the image itself starts from it."""
+    doc = dockerfile(name)
+    assert doc.global_args.get("BASE"), f"{name}: no global ARG BASE with a default"
+    chain = final_variants(doc)[0]
+    assert chain[-1].base in ("${BASE}", "$BASE"), f"{name}: the image starts from {chain[-1].base}"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_no_remote_add_and_no_unused_remote_stage(name: str) -> None:
+    doc = dockerfile(name)
+    aliases = {s.alias for s in doc.stages if s.alias}
+    copied = {
+        m.group(1)
+        for stage in doc.stages
+        for arg in stage.all("COPY")
+        if (m := re.search(r"--from=(\S+)", arg))
+    }
+    for stage in doc.stages:
+        for add in stage.all("ADD"):
+            assert "--checksum" not in add and "://" not in add and "$" not in add, (
+                f"{name}: ADD {add} (fetch and check sums in a RUN: every builder knows RUN)"
+            )
+        if stage.base in ("${BASE}", "$BASE") or doc.resolve(stage.base) in aliases:
+            continue
+        if stage is doc.stages[-1]:
+            continue
+        assert stage.alias in copied, (
+            f"{name}: stage {stage.alias} names {stage.base} and nothing copies from it"
+        )
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_source_is_copied_after_the_dependencies(name: str) -> None:
+    """Layer order: a change to operator/ rebuilds only the layers from its COPY on."""
+    for chain in final_variants(dockerfile(name)):
+        steps = [(kw, arg) for stage in reversed(chain) for kw, arg in stage.instructions]
+        source = next(i for i, (kw, arg) in enumerate(steps) if kw == "COPY" and "operator " in arg)
+        deps = [i for i, (kw, arg) in enumerate(steps) if kw == "RUN" and '"/src[' in arg]
+        assert deps and max(deps) < source, f"{name}: operator/ is copied before the dependencies"
+        later = [arg for kw, arg in steps[source:] if kw == "RUN"]
+        assert all("--no-deps" in arg for arg in later if "pip install" in arg), later

@@ -52,20 +52,28 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-An image reference from {repository, tag, variant, digest}: repository@digest when a digest is
-set, else repository:tag, where an empty tag is the appVersion followed by -variant.
+An image reference from {repository, tag, variant, digest}: the repository goes under
+.Values.image.registry unless it contains a "/" (then it names an image elsewhere); then
+repository@digest when a digest is set, else repository:tag, where an empty tag is
+.Values.image.tag (else the appVersion) followed by -variant.
 Call with (dict "image" $image "root" $).
 */}}
 {{- define "inferplane.image" -}}
 {{- $image := .image }}
+{{- $defaults := .root.Values.image | default dict }}
+{{- $repository := $image.repository }}
+{{- if and $defaults.registry (not (contains "/" $repository)) }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $defaults.registry) $repository }}
+{{- end }}
+{{- $tag := $defaults.tag | default .root.Chart.AppVersion }}
 {{- if $image.digest }}
-{{- printf "%s@%s" $image.repository $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
 {{- else if $image.tag }}
-{{- printf "%s:%s" $image.repository $image.tag }}
+{{- printf "%s:%s" $repository $image.tag }}
 {{- else if $image.variant }}
-{{- printf "%s:%s-%s" $image.repository .root.Chart.AppVersion $image.variant }}
+{{- printf "%s:%s-%s" $repository $tag $image.variant }}
 {{- else }}
-{{- printf "%s:%s" $image.repository .root.Chart.AppVersion }}
+{{- printf "%s:%s" $repository $tag }}
 {{- end }}
 {{- end }}
 
