@@ -73,6 +73,17 @@ def _spec(index: int) -> dict[str, Any]:
     }
 
 
+def models_of(specs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """InferenceModels ``m0000``, ``m0001``, ... with these specs."""
+    items = []
+    for i, spec in enumerate(specs):
+        manifest = op.model(f"m{i:04d}")
+        manifest["spec"] = spec
+        manifest["metadata"]["namespace"] = namespace
+        items.append(manifest)
+    return items
+
+
 def _prefill(store: Path, specs: list[dict[str, Any]], inventory: Inventory) -> int:
     """Publish an artifact for every target of every model; returns how many artifacts."""
     written = 0
@@ -313,12 +324,7 @@ def run(nodes: int, models: int, timeout: float, clients: int = 1) -> dict[str, 
         queues_before = _queues(state)
         watch = _ReadyWatch(state, namespace, models)
         watch.start()
-        items = []
-        for i, spec in enumerate(specs):
-            manifest = op.model(f"m{i:04d}")
-            manifest["spec"] = spec
-            manifest["metadata"]["namespace"] = namespace
-            items.append(manifest)
+        items = models_of(specs, namespace)
 
         def apply(chunk: list[dict[str, Any]]) -> None:
             cluster.kubectl(
