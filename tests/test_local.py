@@ -144,9 +144,28 @@ def test_detection_finds_the_cpu() -> None:
     assert pools[0].allocatable == (os.cpu_count() or 1) * 1000
 
 
-def test_nvidia_smi_parsing() -> None:
-    text = "NVIDIA A100-SXM4-40GB\nNVIDIA A100-SXM4-40GB\nTesla T4\n\n"
-    assert local.parse_nvidia_smi(text) == {"NVIDIA-A100-SXM4-40GB": 2, "Tesla-T4": 1}
+NVIDIA_SMI_NAMES = (
+    # `nvidia-smi --query-gpu=name --format=csv,noheader` on an 8-GPU A100 host (driver 550)
+    "NVIDIA A100-SXM4-40GB\n" * 8,
+    # the same on a T4 host with an older driver (the brand word "Tesla") and an H100 host
+    "Tesla T4\nTesla T4\n",
+    "NVIDIA H100 80GB HBM3\n",
+)
+
+
+def test_nvidia_smi_output_gives_canonical_products() -> None:
+    """`inferplane run` names a GPU the way the cluster's pools, the spec and the artifact key
+    do: A100-SXM4-40GB, not NVIDIA A100-SXM4-40GB or NVIDIA-A100-SXM4-40GB."""
+    assert local.parse_nvidia_smi(NVIDIA_SMI_NAMES[0]) == {"A100-SXM4-40GB": 8}
+    assert local.parse_nvidia_smi(NVIDIA_SMI_NAMES[1] + "\n") == {"T4": 2}
+    assert local.parse_nvidia_smi(NVIDIA_SMI_NAMES[2]) == {"H100-80GB-HBM3": 1}
+    assert local.parse_nvidia_smi("") == {}
+
+
+def test_nvml_names_give_canonical_products() -> None:
+    """nvmlDeviceGetName answers bytes in older pynvml releases and str in newer ones."""
+    recorded = [b"NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-40GB", b"Tesla T4", ""]
+    assert local.gpu_counts(recorded) == {"A100-SXM4-40GB": 2, "T4": 1}
 
 
 @pytest.mark.parametrize(

@@ -22,11 +22,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from inferplane import errors
+from inferplane import errors, products
 from inferplane.api import v1alpha1
 from inferplane.artifacts import uris
 from inferplane.control import planner
@@ -48,19 +48,22 @@ def _run_quietly(argv: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def gpu_product(name: str) -> str:
-    """A GPU name as GPU feature discovery labels it: spaces become dashes."""
-    return "-".join(name.split())
+def gpu_counts(names: Iterable[str | bytes]) -> dict[str, int]:
+    """GPU count per canonical product (``products.canonical``) from the names NVML gives
+    (``nvmlDeviceGetName``: bytes in older pynvml releases, str in newer ones)."""
+    counts: dict[str, int] = {}
+    for name in names:
+        text = name.decode() if isinstance(name, bytes) else name
+        if text.strip():
+            product = products.canonical(text)
+            counts[product] = counts.get(product, 0) + 1
+    return counts
 
 
 def parse_nvidia_smi(text: str) -> dict[str, int]:
-    """GPU count per product from ``nvidia-smi --query-gpu=name --format=csv,noheader``."""
-    counts: dict[str, int] = {}
-    for line in text.splitlines():
-        if line.strip():
-            product = gpu_product(line.strip())
-            counts[product] = counts.get(product, 0) + 1
-    return counts
+    """GPU count per canonical product from ``nvidia-smi --query-gpu=name
+    --format=csv,noheader``."""
+    return gpu_counts(text.splitlines())
 
 
 def nvidia_gpus() -> dict[str, int]:
@@ -73,11 +76,10 @@ def nvidia_gpus() -> dict[str, int]:
         try:
             pynvml.nvmlInit()
             try:
-                names = []
-                for i in range(pynvml.nvmlDeviceGetCount()):
-                    name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
-                    names.append(name.decode() if isinstance(name, bytes) else str(name))
-                return parse_nvidia_smi("\n".join(names))
+                return gpu_counts(
+                    pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+                    for i in range(pynvml.nvmlDeviceGetCount())
+                )
             finally:
                 pynvml.nvmlShutdown()
         except Exception:  # NVMLError: no driver here; nvidia-smi will say the same
@@ -93,7 +95,7 @@ def parse_npu_smi(text: str) -> tuple[DeviceClass, str] | None:
         return None
     chip = match.group(1)
     device_class = DeviceClass.ASCEND910 if chip.startswith("910") else DeviceClass.ASCEND310
-    return device_class, f"Ascend{chip}"
+    return device_class, products.canonical(chip)
 
 
 def ascend_npus(dev: Path = Path("/dev")) -> tuple[DeviceClass, str, int] | None:

@@ -107,3 +107,25 @@ def test_a_manifest_with_bad_target_options_is_refused(
     path.write_text(json.dumps(document))
     with pytest.raises(errors.StoreError, match="target"):
         ArtifactManifest.read(tmp_path)
+
+
+def test_every_spelling_of_a_product_is_one_artifact() -> None:
+    """A spec, a node label and a DRA attribute that spell the same GPU differently build one
+    TensorRT engine; another product is another engine."""
+
+    def engine(product: str) -> str:
+        options = TargetOptions(
+            format=ArtifactFormat.TENSORRT, device_class=DeviceClass.NVIDIA, product=product
+        )
+        return artifact_key(SHA, options)
+
+    one = engine("A100-SXM4-40GB")
+    assert engine("NVIDIA-A100-SXM4-40GB") == one
+    assert engine("NVIDIA A100-SXM4-40GB") == one
+    assert engine("A100-SXM4-80GB") != one
+    assert (
+        TargetOptions(
+            format=ArtifactFormat.OM, device_class=DeviceClass.ASCEND310, product="310P3"
+        ).product
+        == "Ascend310P3"
+    )

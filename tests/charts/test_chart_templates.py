@@ -132,6 +132,11 @@ def test_cluster_wide_rbac(tmp_path: Path) -> None:
     assert granted(objects, "", "pods/log") == {None: {"get"}}
     assert granted(objects, "", "events") == {None: {"create"}}
     assert granted(objects, "", "nodes") == {None: READ}
+    assert granted(objects, "resource.k8s.io", "resourceslices") == {None: READ}
+    assert granted(objects, "resource.k8s.io", "resourceclaims") == {None: {"list"}}
+    assert granted(objects, "resource.k8s.io", "resourceclaimtemplates")[None] >= {
+        "list", "watch", "create", "patch", "delete"
+    }  # fmt: skip
     assert granted(objects, "", "pods") == {None: {"list"}}
     assert granted(objects, "kopf.dev", "clusterkopfpeerings")[None] >= {"patch", "watch"}
     assert granted(objects, "kopf.dev", "kopfpeerings") == {}
@@ -164,7 +169,7 @@ def test_rbac_is_least_privilege(values: dict[str, Any], tmp_path: Path) -> None
         assert not {"clusterroles", "clusterrolebindings", "roles", "rolebindings"} & set(
             rule["resources"]
         ), where
-        if "nodes" in rule["resources"]:
+        if {"nodes", "resourceslices", "resourceclaims"} & set(rule["resources"]):
             assert set(rule["verbs"]) <= READ, where
         assert "nonResourceURLs" not in rule, where
 
@@ -180,7 +185,9 @@ def test_namespaced_mode(tmp_path: Path) -> None:
     cluster_roles = find(objects, "ClusterRole")
     assert len(cluster_roles) == 1
     cluster_resources = {r for rule in cluster_roles[0]["rules"] for r in rule["resources"]}
-    assert cluster_resources == {"nodes", "customresourcedefinitions", "namespaces"}
+    assert cluster_resources == {
+        "nodes", "resourceslices", "customresourcedefinitions", "namespaces"
+    }  # fmt: skip
     assert granted(objects, "", "namespaces") == {None: {"list", "watch"}}
     assert set(granted(objects, "batch", "jobs")) == {"team-a", "team-b"}
     assert set(granted(objects, "kopf.dev", "kopfpeerings")) == {"team-a", "team-b"}

@@ -42,9 +42,12 @@ def _parser() -> argparse.ArgumentParser:
                 ("nvidia", "NVIDIA nodes per GPU product (A100-SXM4-40GB and T4)"),
                 ("ascend910", "Ascend 910B nodes"),
                 ("ascend310", "Ascend 310P nodes"),
+                ("nvidia_dra", "NVIDIA nodes per GPU product offering GPUs through DRA"),
+                ("ascend_dra", "Ascend 910B nodes offering NPUs through DRA"),
             ):
                 command.add_argument(
-                    f"--{field}",
+                    f"--{field.replace('_', '-')}",
+                    dest=field,
                     type=int,
                     default=getattr(defaults, field),
                     metavar="N",
@@ -62,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 def _up(args: argparse.Namespace) -> int:
     try:
         profile = Profile.from_counts(
-            cpu=args.cpu, nvidia=args.nvidia, ascend910=args.ascend910, ascend310=args.ascend310
-        )
+            cpu=args.cpu, nvidia=args.nvidia, ascend910=args.ascend910, ascend310=args.ascend310,
+            nvidia_dra=args.nvidia_dra, ascend_dra=args.ascend_dra,
+        )  # fmt: skip
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster import build, components, machine, pki, processes, versions
+from tests.cluster import profile as profile_mod
 from tests.cluster.profile import Profile
 from tests.loopback import free_port
 
@@ -177,6 +178,18 @@ def _apply_cluster_objects(state: State) -> None:
         raise ClusterError(f"creating RuntimeClass nvidia failed: {result.stderr.strip()}")
 
 
+def _publish_devices(state: State) -> None:
+    """For nodes offering devices through DRA: the DeviceClasses the drivers' charts install and
+    the ResourceSlices their kubelet plugins would publish (the tooling acts as the drivers)."""
+    if not state.profile.dra:
+        return
+    items = [*profile_mod.DEVICE_CLASSES, *state.profile.resource_slices()]
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    result = kubectl(state, "apply", "--server-side", "-f", "-", stdin=manifest)
+    if result.returncode != 0:
+        raise ClusterError(f"publishing DRA devices failed: {result.stderr.strip()}")
+
+
 def _create_nodes(state: State, workers: int = 8) -> None:
     """POST every Node, ``workers`` keep-alive connections in parallel (kubectl would create a
     1000-node list one request at a time). The list is also written to ``nodes.json``."""
@@ -277,6 +290,7 @@ def _up(
         marks["controllers"] = time.monotonic() - started
         _apply_cluster_objects(state)
         _create_nodes(state)
+        _publish_devices(state)
         marks["created"] = time.monotonic() - started
         _wait(
             state,

@@ -13,6 +13,18 @@ clusters follow too: it keeps CPU-only pods off the expensive nodes, and the
 resource a pod requests. That plugin is *not* enabled here, so a pod that targets an accelerator
 must tolerate the taint itself, as it must on most managed clusters.
 
+Nodes whose devices are offered through Dynamic Resource Allocation (``nvidia_dra``,
+``ascend_dra``) carry neither the extended resource nor GPU feature discovery's labels nor a
+taint, as on a cluster running the drivers' kubelet plugins without the device plugin: their
+devices are in ResourceSlices (``Profile.resource_slices``) with the attributes the drivers
+publish — NVIDIA's ``dra-driver-nvidia-gpu`` (kubernetes-sigs; ``cmd/gpu-kubelet-plugin/
+deviceinfo.go``: type, uuid, productName, brand, architecture, cudaComputeCapability,
+driverVersion, cudaDriverVersion, capacity memory; devices ``gpu-<minor>``) and Huawei's Ascend
+DRA driver (Ascend/mind-cluster ``component/ascend-dynamic-resource-allocation``: deviceType and
+physicId; devices ``npu-<physicId>`` as its documentation shows) — and the DeviceClasses those
+drivers' charts install are ``DEVICE_CLASSES``. The test tooling plays the drivers' part: it
+publishes the slices; the real scheduler allocates claims against them.
+
 ``Profile.from_counts`` is the only constructor; ``Profile.to_json``/``from_json`` let a test
 session read the profile of a cluster that another process brought up.
 """
@@ -56,6 +68,12 @@ class Product:
     arch: str = "amd64"
     cpu: str = "32"
     memory: str = "128Gi"
+    driver: str | None = None
+    """The DRA driver publishing the devices (then ``resource`` is None: no device plugin)."""
+    device_attributes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Attributes every device gets (ResourceSlice form: ``{"string": ...}``, ``{"int": ...}``)."""
+    device_capacity: dict[str, str] = dataclasses.field(default_factory=dict)
+    device_name: str = "gpu-{index}"
 
 
 def _nvidia(product: str, *, memory_mib: int, count: int, major: int, minor: int) -> dict[str, str]:
@@ -123,8 +141,86 @@ ASCEND310P = Product(
     memory="256Gi",
 )
 
+NVIDIA_DRIVER = "gpu.nvidia.com"
+ASCEND_DRIVER = "npu.huawei.com"
+
+
+def _nvidia_dra(
+    prefix: str, *, product: str, architecture: str, compute: str, memory: str, count: int
+) -> Product:
+    """A GPU node as NVIDIA's DRA driver shows it: devices in a ResourceSlice, no labels."""
+    return Product(
+        device_class="nvidia",
+        name=product,
+        prefix=prefix,
+        resource=None,
+        count=count,
+        labels={},
+        cpu="96",
+        memory="1Ti",
+        driver=NVIDIA_DRIVER,
+        device_attributes={
+            "type": {"string": "gpu"},
+            "productName": {"string": product},
+            "brand": {"string": "Nvidia" if product.startswith("NVIDIA") else "Tesla"},
+            "architecture": {"string": architecture},
+            "cudaComputeCapability": {"version": compute},
+            "driverVersion": {"version": "580.95.5"},
+            "cudaDriverVersion": {"version": "13.0.0"},
+        },
+        device_capacity={"memory": memory},
+    )
+
+
+A100_DRA = _nvidia_dra(
+    "a100-dra", product="NVIDIA A100-SXM4-40GB", architecture="Ampere", compute="8.0.0",
+    memory="40Gi", count=8,
+)  # fmt: skip
+T4_DRA = _nvidia_dra(
+    "t4-dra", product="Tesla T4", architecture="Turing", compute="7.5.0", memory="15Gi", count=4
+)
+ASCEND910_DRA = Product(
+    device_class="ascend910",
+    name="Ascend910B",
+    prefix="ascend910-dra",
+    resource=None,
+    count=8,
+    labels={"host-arch": "huawei-arm"},
+    arch="arm64",
+    cpu="192",
+    memory="1Ti",
+    driver=ASCEND_DRIVER,
+    device_attributes={"deviceType": {"string": "Ascend910B"}},
+    device_name="npu-{index}",
+)
+
 NVIDIA_PRODUCTS = (A100, T4)
-PRODUCTS = (CPU, A100, T4, ASCEND910, ASCEND310P)
+NVIDIA_DRA_PRODUCTS = (A100_DRA, T4_DRA)
+PRODUCTS = (CPU, A100, T4, ASCEND910, ASCEND310P, A100_DRA, T4_DRA, ASCEND910_DRA)
+DEVICE_CLASSES = (
+    {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": NVIDIA_DRIVER},
+        "spec": {
+            "selectors": [
+                {
+                    "cel": {
+                        "expression": "device.driver == 'gpu.nvidia.com' && "
+                        "device.attributes['gpu.nvidia.com'].type == 'gpu'"
+                    }
+                }
+            ]
+        },
+    },
+    {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": ASCEND_DRIVER},
+        "spec": {"selectors": [{"cel": {"expression": "device.driver == 'npu.huawei.com'"}}]},
+    },
+)
+"""The DeviceClasses the NVIDIA and Ascend DRA drivers' charts install."""
 
 
 _CONDITIONS = (
@@ -168,6 +264,38 @@ class Node:
         if self.product.resource is None:
             return []
         return [{"key": self.product.resource, "effect": "NoSchedule"}]
+
+    def resource_slice(self) -> dict[str, Any] | None:
+        """The ResourceSlice a DRA driver's kubelet plugin publishes for this node (one pool
+        per node, named after it), or None for a node without DRA devices."""
+        product = self.product
+        if product.driver is None:
+            return None
+        devices = []
+        for index in range(product.count):
+            attributes = dict(product.device_attributes)
+            if product.driver == NVIDIA_DRIVER:
+                attributes["uuid"] = {"string": f"GPU-{self.index:08x}-{index:04x}"}
+            else:
+                attributes["physicId"] = {"int": index}
+            device: dict[str, Any] = {
+                "name": product.device_name.format(index=index),
+                "attributes": attributes,
+            }
+            if product.device_capacity:
+                device["capacity"] = {k: {"value": v} for k, v in product.device_capacity.items()}
+            devices.append(device)
+        return {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceSlice",
+            "metadata": {"name": f"{self.name}-{product.driver}"},
+            "spec": {
+                "driver": product.driver,
+                "nodeName": self.name,
+                "pool": {"name": self.name, "generation": 1, "resourceSliceCount": 1},
+                "devices": devices,
+            },
+        }
 
     @property
     def capacity(self) -> dict[str, str]:
@@ -243,21 +371,45 @@ class Profile:
     nvidia: int = 1
     ascend910: int = 1
     ascend310: int = 1
+    nvidia_dra: int = 0
+    """Nodes per GPU product (A100 and T4) whose GPUs are offered through DRA."""
+    ascend_dra: int = 0
+    """Ascend 910B nodes whose NPUs are offered through DRA."""
 
     def __post_init__(self) -> None:
-        counts = (self.cpu, self.nvidia, self.ascend910, self.ascend310)
+        counts = (
+            self.cpu, self.nvidia, self.ascend910, self.ascend310, self.nvidia_dra,
+            self.ascend_dra,
+        )  # fmt: skip
         if min(counts) < 0:
             raise ValueError(f"node counts cannot be negative: {self}")
         if self.total > MAX_NODES:
             raise ValueError(f"the profile has {self.total} nodes; at most {MAX_NODES} are allowed")
 
     @classmethod
-    def from_counts(cls, *, cpu: int, nvidia: int, ascend910: int, ascend310: int) -> Profile:
-        return cls(cpu=cpu, nvidia=nvidia, ascend910=ascend910, ascend310=ascend310)
+    def from_counts(
+        cls,
+        *,
+        cpu: int,
+        nvidia: int,
+        ascend910: int,
+        ascend310: int,
+        nvidia_dra: int = 0,
+        ascend_dra: int = 0,
+    ) -> Profile:
+        return cls(
+            cpu=cpu, nvidia=nvidia, ascend910=ascend910, ascend310=ascend310,
+            nvidia_dra=nvidia_dra, ascend_dra=ascend_dra,
+        )  # fmt: skip
 
     @property
     def total(self) -> int:
-        return self.cpu + self.nvidia * len(NVIDIA_PRODUCTS) + self.ascend910 + self.ascend310
+        return sum(count for _, count in self._counts())
+
+    @property
+    def dra(self) -> bool:
+        """Whether any node offers devices through DRA."""
+        return self.nvidia_dra + self.ascend_dra > 0
 
     def _counts(self) -> Iterator[tuple[Product, int]]:
         yield CPU, self.cpu
@@ -265,6 +417,9 @@ class Profile:
             yield product, self.nvidia
         yield ASCEND910, self.ascend910
         yield ASCEND310P, self.ascend310
+        for product in NVIDIA_DRA_PRODUCTS:
+            yield product, self.nvidia_dra
+        yield ASCEND910_DRA, self.ascend_dra
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -288,6 +443,10 @@ class Profile:
         """All nodes as one ``v1/List`` for ``kubectl create -f``."""
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return {"apiVersion": "v1", "kind": "List", "items": [n.manifest(now) for n in self.nodes]}
+
+    def resource_slices(self) -> list[dict[str, Any]]:
+        """The ResourceSlices of the nodes offering devices through DRA."""
+        return [s for s in (n.resource_slice() for n in self.nodes) if s is not None]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -114,3 +114,29 @@ def test_stages_cover_nodes_pods_jobs_and_holding() -> None:
         selector = by_name[f"pod-hold-{result}"]["spec"]["selector"]
         assert selector["matchLabels"] == {"kwok.inferplane.io/hold": "true"}
         assert selector["matchAnnotations"] == {"kwok.inferplane.io/result": result}
+
+
+def test_dra_nodes_offer_their_devices_only_through_resourceslices() -> None:
+    profile = Profile(cpu=0, nvidia=0, ascend910=0, ascend310=0, nvidia_dra=1, ascend_dra=1)
+    assert profile.total == 3 and profile.dra
+    for node in profile.nodes:
+        manifest = node.manifest()
+        assert not [r for r in manifest["status"]["capacity"] if "/" in r]
+        assert not [k for k in manifest["metadata"]["labels"] if k.startswith("nvidia.com/")]
+        assert "taints" not in manifest["spec"]
+    slices = {s["spec"]["nodeName"]: s["spec"] for s in profile.resource_slices()}
+    a100 = slices["kwok-a100-dra-0"]
+    assert a100["driver"] == "gpu.nvidia.com" and a100["pool"]["name"] == "kwok-a100-dra-0"
+    assert [d["name"] for d in a100["devices"]] == [f"gpu-{i}" for i in range(8)]
+    device = a100["devices"][0]
+    assert device["attributes"]["productName"] == {"string": "NVIDIA A100-SXM4-40GB"}
+    assert device["attributes"]["cudaComputeCapability"] == {"version": "8.0.0"}
+    assert device["capacity"] == {"memory": {"value": "40Gi"}}
+    assert len({d["attributes"]["uuid"]["string"] for d in a100["devices"]}) == 8
+    npu = slices["kwok-ascend910-dra-0"]
+    assert npu["driver"] == "npu.huawei.com"
+    assert npu["devices"][3]["name"] == "npu-3"
+    assert npu["devices"][3]["attributes"] == {
+        "deviceType": {"string": "Ascend910B"}, "physicId": {"int": 3}
+    }  # fmt: skip
+    assert Profile.from_json(profile.to_json()) == profile

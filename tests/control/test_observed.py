@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from inferplane.api import v1alpha1
 from inferplane.control import observed
 from inferplane.control.observed import JobPhase
 
@@ -154,3 +155,46 @@ def test_result_from_the_log_of_convert_json() -> None:
     assert result is not None and result.key == "onnx-cpu-1"
     assert result.verification is not None and result.verification.reason == "no GPU"
     assert observed.result_from_log("inferplane: error: boom\n") is None
+
+
+def test_allocations_name_each_ready_pods_device_from_its_claim() -> None:
+    """The pod names its claim in status.resourceClaimStatuses; the claim's allocation names
+    the device. Pods not ready, or whose claim is not allocated yet, are left out."""
+
+    def pod(name: str, ready: str, claim: str | None) -> dict[str, Any]:
+        status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": ready}]}
+        if claim:
+            status["resourceClaimStatuses"] = [{"name": "device", "resourceClaimName": claim}]
+        return {
+            "metadata": {"name": name, "namespace": "ml", "labels": {"inferplane.io/pool": "p"}},
+            "spec": {"nodeName": "kwok-t4-dra-0"},
+            "status": status,
+        }
+
+    allocated = {
+        "metadata": {"name": "a-device-x", "namespace": "ml"},
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {"request": "device", "driver": "gpu.nvidia.com",
+                         "pool": "kwok-t4-dra-0", "device": "gpu-1"}
+                    ]
+                }
+            }
+        },
+    }  # fmt: skip
+    pending = {"metadata": {"name": "c-device-z", "namespace": "ml"}, "status": {}}
+    found = observed.allocations(
+        pods=[pod("b", "False", "b-device-y"), pod("a", "True", "a-device-x"),
+              pod("c", "True", "c-device-z"), pod("d", "True", None)],
+        claims=[allocated, pending], pool_label="inferplane.io/pool", claim_name="device",
+    )  # fmt: skip
+    assert found == {
+        "p": (
+            v1alpha1.AllocatedDevice(
+                pod="a", node="kwok-t4-dra-0", driver="gpu.nvidia.com", pool="kwok-t4-dra-0",
+                device="gpu-1",
+            ),
+        )
+    }  # fmt: skip

@@ -48,6 +48,14 @@ admission plugin, setting one needs update on the owner's finalizers. */}}
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- /* Dynamic Resource Allocation: a ResourceClaimTemplate per pool on DRA nodes; the claims
+made from them are read for the device each pod was allocated. */}}
+- apiGroups: [resource.k8s.io]
+  resources: [resourceclaimtemplates]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [resource.k8s.io]
+  resources: [resourceclaims]
+  verbs: [list]
 {{- if .peering }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]

@@ -128,6 +128,15 @@ class Phase(enum.StrEnum):
     FAILED = "Failed"
 
 
+class DeviceRequest(enum.StrEnum):
+    """How a pool's server pods get their device."""
+
+    DEVICE_PLUGIN = "DevicePlugin"
+    """An extended resource (``nvidia.com/gpu``) in the container's limits."""
+    DRA = "DRA"
+    """A ResourceClaim from the pool's ResourceClaimTemplate (Dynamic Resource Allocation)."""
+
+
 class ConditionType(enum.StrEnum):
     """The conditions the operator reports."""
 
@@ -202,9 +211,14 @@ class DeviceOptions(_Wire):
     products: list[Annotated[str, Field(max_length=63, pattern=PRODUCT_PATTERN)]] | None = Field(
         default=None, max_length=16
     )
-    """GPU products (nvidia.com/gpu.product, e.g. A100-SXM4-40GB) or Ascend SoC versions (e.g.
-    Ascend310P3) to build for; default every one present in the cluster. nvidia and ascend310
-    only: a TensorRT engine or an OM file runs only on the product it was built for."""
+    """GPU products (e.g. A100-SXM4-40GB) or Ascend SoC versions (e.g. Ascend310P3) to build
+    for; default every one present in the cluster. Any spelling is accepted (DRA's
+    'NVIDIA A100-SXM4-40GB', GPU feature discovery's 'NVIDIA-A100-SXM4-40GB', npu-smi's
+    '310P3'); the status shows the canonical one. nvidia and ascend310 only: a TensorRT engine
+    or an OM file runs only on the product it was built for."""
+    min_memory: Quantity | None = None
+    """Least device memory (e.g. 24Gi): on nodes offering devices through DRA, the claim's
+    selector asks for a device with at least this memory capacity."""
     resources: ResourceRequirements | None = None
     """Overrides of the server containers' resources for this class."""
 
@@ -493,6 +507,21 @@ class TargetVerification(_Wire):
     """Accuracy of the source model on the same validation set."""
 
 
+class AllocatedDevice(_Wire):
+    """A device the scheduler allocated to one server pod through DRA."""
+
+    pod: str
+    """The server pod."""
+    node: str | None = None
+    """The node it runs on."""
+    driver: str
+    """The DRA driver that published the device (e.g. gpu.nvidia.com)."""
+    pool: str
+    """The driver's pool of devices (one per node for node-local drivers)."""
+    device: str
+    """The device's name in its ResourceSlice (e.g. gpu-0)."""
+
+
 class TargetStatus(_Wire):
     """One device target: its artifact, its check, its server pool."""
 
@@ -525,6 +554,11 @@ class TargetStatus(_Wire):
     phase: str | None = None
     """Converting, Deploying, Ready, Failed, or Retained (a pool no longer planned that keeps
     serving: its class is cordoned or NotReady, or the pools replacing it are not ready yet)."""
+    device_request: DeviceRequest | None = None
+    """How the pool's pods get their device: DevicePlugin (an extended resource) or DRA (a
+    ResourceClaim); absent for cpu and edge."""
+    allocated: list[AllocatedDevice] = Field(default_factory=list, max_length=1000)
+    """DRA: the device allocated to each ready pod (from its ResourceClaim's status)."""
 
 
 class FailedConversion(_Wire):

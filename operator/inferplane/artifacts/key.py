@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from inferplane import products
 from inferplane.devices import ArtifactFormat, DeviceClass
 
 MANIFEST_NAME = "inferplane.json"
@@ -34,7 +35,8 @@ class TargetOptions:
     format: ArtifactFormat
     device_class: DeviceClass
     product: str | None = None
-    """GPU product (TensorRT) or SoC version (OM) the artifact is built for."""
+    """GPU product (TensorRT) or SoC version (OM) the artifact is built for, kept in its
+    canonical spelling (``products.canonical``): every spelling of a product is one artifact."""
     precision: str = "fp32"
     batch: tuple[int, int, int] | None = None
     """min, opt, max batch of a dynamic-shape profile (TensorRT, OM)."""
@@ -42,6 +44,10 @@ class TargetOptions:
     """For a checkpoint source: the ``module:callable`` its graph was built from."""
     inputs: tuple[str, ...] = ()
     """For a checkpoint source: the input signature it was exported with (``name:shape:TYPE``)."""
+
+    def __post_init__(self) -> None:
+        if self.product is not None:
+            object.__setattr__(self, "product", products.canonical(self.product))
 
     def document(self) -> dict[str, Any]:
         """The options as JSON values (enums by value, tuples as lists), as manifests hold them."""

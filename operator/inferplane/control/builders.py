@@ -9,6 +9,7 @@ all capabilities dropped, RuntimeDefault seccomp, read-only root filesystem with
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from inferplane.api import v1alpha1
 from inferplane.control import naming
-from inferplane.control.inventory import Taint
+from inferplane.control.inventory import DraOffer, Taint
 from inferplane.control.settings import OperatorSettings
 from inferplane.devices import ArtifactFormat, BackendName, DeviceClass
 
@@ -38,6 +39,10 @@ SERVER_GRACEFUL_S = 20
 """Then it waits this long for requests in flight."""
 SERVER_GRACE_S = SERVER_DRAIN_S + SERVER_GRACEFUL_S + 5
 """The pod's terminationGracePeriodSeconds: the drain, the wait, and a margin to exit."""
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+CLAIM_NAME = "device"
+"""The name of the device claim in a pod (``spec.resourceClaims``) and of the request in it."""
+CLAIM_TEMPLATE_API = "resource.k8s.io/v1"
 
 FETCH_PROGRAM = (
     "import sys, pathlib; from inferplane.artifacts import store; "
@@ -57,6 +62,13 @@ class Placement:
     taints: Sequence[Taint] = ()
     runtime_class: str | None = None
     tolerations: Sequence[Mapping[str, Any]] = ()
+    any_of: Mapping[str, Sequence[str]] | None = None
+    """Node labels whose value must be one of these."""
+    claim_template: str | None = None
+    """DRA: the ResourceClaimTemplate the pod's device claim comes from (then no resource)."""
+    avoid_nodes: Sequence[str] = ()
+    """Nodes a cpu pod keeps off: those offering accelerators through DRA, which carry no
+    label to avoid."""
 
     @classmethod
     def of_class(
@@ -67,12 +79,16 @@ class Placement:
         resource: str | None = None,
         selector: Mapping[str, str] | None = None,
         taints: Sequence[Taint] = (),
+        any_of: Mapping[str, Sequence[str]] | None = None,
+        claim_template: str | None = None,
+        avoid_nodes: Sequence[str] = (),
     ) -> Placement:
         """A placement with the class's runtimeClass and tolerations from the settings."""
         device = settings.devices[device_class]
         return cls(
-            device_class, resource, selector, taints,
-            device.runtime_class_name or None, device.tolerations,
+            device_class, None if claim_template else resource, selector, taints,
+            device.runtime_class_name or None, device.tolerations, any_of, claim_template,
+            avoid_nodes,
         )  # fmt: skip
 
 
@@ -149,21 +165,94 @@ def _schedule(placement: Placement, *, keep_off: Sequence[str]) -> Manifest:
         spec["tolerations"] = tolerations
     if placement.runtime_class:
         spec["runtimeClassName"] = placement.runtime_class
-    if keep_off:
+    expressions: list[Manifest] = [
+        {"key": k, "operator": "In", "values": list(v)}
+        for k, v in sorted((placement.any_of or {}).items())
+    ]
+    expressions += [{"key": k, "operator": "DoesNotExist"} for k in keep_off]
+    if placement.avoid_nodes and placement.device_class is DeviceClass.CPU:
+        expressions.append(
+            {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": list(placement.avoid_nodes)}
+        )
+    if expressions:
         spec["affinity"] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {"key": k, "operator": "DoesNotExist"} for k in keep_off
-                            ]
-                        }
-                    ]
+                    "nodeSelectorTerms": [{"matchExpressions": expressions}]
                 }
             }
         }
+    if placement.claim_template:
+        spec["resourceClaims"] = [
+            {"name": CLAIM_NAME, "resourceClaimTemplateName": placement.claim_template}
+        ]
     return spec
+
+
+def _cel_string(text: str) -> str:
+    """A CEL string literal (JSON's escaping is valid CEL for these characters)."""
+    return json.dumps(text)
+
+
+def device_selectors(offer: DraOffer, *, min_memory: str | int | None = None) -> list[str]:
+    """CEL expressions selecting the pool's devices: the product (every spelling the pool's
+    devices give it) and, if asked, a least memory capacity."""
+    expressions = []
+    if offer.product_attribute and offer.product_values:
+        domain, name = offer.product_attribute.split("/", 1)
+        attribute = f"device.attributes[{_cel_string(domain)}].{name}"
+        values = ", ".join(_cel_string(v) for v in offer.product_values)
+        expressions.append(f"has({attribute}) && {attribute} in [{values}]")
+    if min_memory is not None and offer.memory_capacity:
+        domain, name = offer.memory_capacity.split("/", 1)
+        capacity = f"device.capacity[{_cel_string(domain)}].{name}"
+        least = f"quantity({_cel_string(str(min_memory))})"
+        expressions.append(f"has({capacity}) && {capacity}.compareTo({least}) >= 0")
+    return expressions
+
+
+def claim_template_spec(offer: DraOffer, *, min_memory: str | int | None = None) -> Manifest:
+    """The ResourceClaim a pod of the pool gets: exactly one device of the driver's
+    DeviceClass, of the pool's product (resource.k8s.io/v1: the request's ``exactly``)."""
+    request: Manifest = {
+        "deviceClassName": offer.device_class_name,
+        "allocationMode": "ExactCount",
+        "count": 1,
+    }
+    selectors = device_selectors(offer, min_memory=min_memory)
+    if selectors:
+        request["selectors"] = [{"cel": {"expression": e}} for e in selectors]
+    return {"devices": {"requests": [{"name": CLAIM_NAME, "exactly": request}]}}
+
+
+def claim_template_name(base: str, spec: Mapping[str, Any]) -> str:
+    """A ResourceClaimTemplate's name: its spec is immutable, so a changed spec (a new product
+    spelling, another memory floor) is a new template, named by a digest of it."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return naming.dns_label(base, naming.digest(text), max_length=63)
+
+
+def claim_template(
+    *,
+    name: str,
+    namespace: str,
+    owners: Sequence[Manifest],
+    labels: Mapping[str, str],
+    spec: Manifest,
+) -> Manifest:
+    """A ResourceClaimTemplate (resource.k8s.io/v1); the claims made from it carry ``labels``,
+    so the operator finds a pool's claims by them."""
+    return {
+        "apiVersion": CLAIM_TEMPLATE_API,
+        "kind": "ResourceClaimTemplate",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": list(owners),
+        },
+        "spec": {"metadata": {"labels": dict(labels)}, "spec": spec},
+    }
 
 
 def resources(
@@ -171,12 +260,16 @@ def resources(
     base: Mapping[str, Any],
     device_resource: str | None,
     override: v1alpha1.ResourceRequirements | None = None,
+    claim: bool = False,
 ) -> Manifest:
-    """Container resources: defaults, one device of the pool's resource, then the override."""
+    """Container resources: defaults, one device of the pool's resource (or, with ``claim``,
+    the pod's DRA device claim), then the override."""
     out: Manifest = {k: dict(v) for k, v in base.items()}
     if device_resource:
         for part in ("requests", "limits"):
             out.setdefault(part, {})[device_resource] = 1
+    if claim:
+        out["claims"] = [{"name": CLAIM_NAME}]
     if override is not None:
         for part in ("requests", "limits"):
             extra = getattr(override, part)
@@ -293,6 +386,7 @@ def job(
         "resources": resources(
             base=settings.conversion_resources,
             device_resource=placement.resource if on_device else None,
+            claim=on_device and placement.claim_template is not None,
         ),
         "securityContext": container_security_context(),
         "terminationMessagePath": TERMINATION_LOG,
@@ -315,9 +409,8 @@ def job(
             _schedule(placement, keep_off=settings.avoided_labels(placement.device_class))
         )
     else:
-        pod_spec.update(
-            _schedule(Placement(DeviceClass.CPU), keep_off=settings.avoided_labels(DeviceClass.CPU))
-        )
+        off_device = Placement(DeviceClass.CPU, avoid_nodes=placement.avoid_nodes)
+        pod_spec.update(_schedule(off_device, keep_off=settings.avoided_labels(DeviceClass.CPU)))
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
     return {
@@ -435,6 +528,7 @@ def deployment(
             base=settings.devices[placement.device_class].resources,
             device_resource=placement.resource,
             override=spec.device_options.get(placement.device_class).resources,
+            claim=placement.claim_template is not None,
         ),
         "readinessProbe": _probe(probe, "/v2/health/ready", failures=3),
         "livenessProbe": _probe(probe, "/v2/health/live", failures=3),

@@ -37,10 +37,10 @@ import pydantic_settings
 from inferplane import errors
 from inferplane.api import v1alpha1
 from inferplane.artifacts import store as store_mod
+from inferplane.control import builders, naming, observed, planner, scaling
 from inferplane.control import cache as cache_mod
 from inferplane.control import inventory as inventory_mod
 from inferplane.control import kube as kube_mod
-from inferplane.control import naming, observed, planner, scaling
 from inferplane.control.inventory import DevicePool, Inventory
 from inferplane.control.settings import DEFAULT_DEVICES, OperatorSettings
 
@@ -52,6 +52,7 @@ CHILD_KINDS = (
     ("v1", "Service"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
+    ("resource.k8s.io/v1", "ResourceClaimTemplate"),
 )
 JOB = ("batch/v1", "Job")
 SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
@@ -59,6 +60,8 @@ SCALED_OBJECT = ("keda.sh/v1alpha1", "ScaledObject")
 CUSTOM_METRICS = ("custom.metrics.k8s.io/v1beta2", "custom.metrics.k8s.io/v1beta1")
 DISCOVERY_S = 60.0
 """How often the operator looks again at which autoscaling APIs the cluster serves."""
+RESOURCE_API = "resource.k8s.io/v1"
+"""Dynamic Resource Allocation, GA (and always served) since Kubernetes 1.34."""
 MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 RESYNC_S = 300.0
 MAX_BACKOFF_S = 60.0
@@ -73,6 +76,8 @@ class Runtime:
     settings: OperatorSettings
     kube: kube_mod.Kube
     nodes: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    slices: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    """ResourceSlices by name: devices offered through DRA."""
     inventory: Inventory = field(default_factory=Inventory)
     cache: cache_mod.Cache = field(default_factory=cache_mod.Cache)
     models: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
@@ -133,7 +138,10 @@ class Runtime:
         now = datetime.now(UTC)
         grace = self.settings.not_ready_grace_s
         nodes = list(self.nodes.values())
-        new = Inventory.from_nodes(nodes, self.settings.devices, now=now, not_ready_grace_s=grace)
+        new = Inventory.from_nodes(
+            nodes, self.settings.devices, self.slices.values(), now=now,
+            not_ready_grace_s=grace,
+        )  # fmt: skip
         changed = _pools_signature(new) != _pools_signature(self.inventory)
         self.inventory = new
         if self.grace_timer is not None:
@@ -146,8 +154,12 @@ class Runtime:
 
 
 def _pools_signature(inventory: Inventory) -> list[tuple[Any, ...]]:
-    usable = [(p.device_class, p.product, p.has_capacity, p.taints) for p in inventory.pools]
-    return usable + [("unusable", p.device_class, p.product) for p in inventory.unusable]
+    usable = [
+        (p.device_class, p.product, p.has_capacity, p.taints, p.dra, dict(p.any_of))
+        for p in inventory.pools
+    ]
+    unusable = [("unusable", p.device_class, p.product) for p in inventory.unusable]
+    return [*usable, *unusable, ("dra nodes", inventory.dra_nodes())]
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
@@ -248,6 +260,7 @@ async def _observe(
             pods += found
     owned = rt.cache.owned(model.namespace, model.uid)
     deployments = [o for o in owned if o["kind"] == "Deployment"]
+    allocated = await _allocations(rt, model, targets, deployments)
     seen = observed.from_objects(
         jobs=jobs,
         pods=pods,
@@ -258,6 +271,7 @@ async def _observe(
         owned_jobs=rt.cache.jobs_of(model.namespace, model.uid),
         # the resync probes every planned name again: a conflicting object may have gone
         conflicts={} if verify else rt.conflicts.get((model.namespace, model.name)),
+        allocated=allocated,
     )
     hashes = {
         (o["kind"], o["metadata"]["name"]): (o["metadata"].get("annotations") or {}).get(
@@ -272,6 +286,35 @@ def _wrote(rt: Runtime, answer: Mapping[str, Any] | None) -> None:
     """Keep the API server's answer to a patch of a Job (None: the Job is gone)."""
     if answer is not None:
         rt.cache.wrote({**answer, "apiVersion": JOB[0], "kind": JOB[1]})
+
+
+async def _allocations(
+    rt: Runtime,
+    model: planner.Model,
+    targets: list[planner.Target],
+    deployments: list[Mapping[str, Any]],
+) -> dict[str, tuple[v1alpha1.AllocatedDevice, ...]]:
+    """For pools claiming through DRA that have a Deployment: the device each ready pod got
+    (its pods and their claims, listed by the pool's label, which the claims inherit from
+    the pool's ResourceClaimTemplate)."""
+    existing = {d["metadata"]["name"] for d in deployments}
+    found: dict[str, tuple[v1alpha1.AllocatedDevice, ...]] = {}
+    for target in targets:
+        pool = planner.pool_name(model.name, target)
+        if target.dra is None or pool not in existing:
+            continue
+        selector = naming.pool_selector(model.uid, pool)
+        pods = await rt.kube.list("v1", "Pod", namespace=model.namespace, labels=selector)
+        claims = await rt.kube.list(
+            RESOURCE_API, "ResourceClaim", namespace=model.namespace, labels=selector
+        )
+        found.update(
+            observed.allocations(
+                pods=pods, claims=claims, pool_label=naming.POOL_LABEL,
+                claim_name=builders.CLAIM_NAME,
+            )
+        )  # fmt: skip
+    return found
 
 
 async def _post_event(rt: Runtime, body: Mapping[str, Any], event: planner.Event) -> None:
@@ -580,6 +623,8 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **indexes: A
     rt = Runtime(config, kube, cache=cache_mod.Cache(children, indexes[_index_id(JOB[1])]))
     for node in await kube.list("v1", "Node"):
         rt.nodes[node["metadata"]["name"]] = node
+    for item in await kube.list(RESOURCE_API, "ResourceSlice"):
+        rt.slices[item["metadata"]["name"]] = item
     rt.refresh_inventory()
     rt.apis = await _discover_or_keep(rt)
     rt.tasks = [asyncio.create_task(_worker(rt)) for _ in range(config.workers)]
@@ -658,18 +703,39 @@ def child_kinds(config: OperatorSettings) -> tuple[tuple[str, str], ...]:
     return (*CHILD_KINDS, SCALED_OBJECT) if config.keda else CHILD_KINDS
 
 
+def _track(
+    kept: dict[str, Mapping[str, Any]], name: str, body: kopf.Body, type: str
+) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """Keep a watched object's latest body (or forget a deleted one): (before, after)."""
+    before = kept.get(name)
+    if type == "DELETED":
+        kept.pop(name, None)
+    else:
+        kept[name] = dict(body)
+    return before, kept.get(name)
+
+
 @kopf.on.event("", "v1", "nodes")
 async def node_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: Any) -> None:
     rt = _runtime(memo)
-    before = rt.nodes.get(name)
-    if type == "DELETED":
-        rt.nodes.pop(name, None)
-    else:
-        rt.nodes[name] = dict(body)
-    after = rt.nodes.get(name)
+    before, after = _track(rt.nodes, name, body, type)
     devices = rt.settings.devices
     if _node_pool(before, devices) == _node_pool(after, devices):
         return  # a heartbeat or a label that does not matter: the pools are the same
+    _schedule_refresh(rt)
+
+
+@kopf.on.event("resource.k8s.io", "v1", "resourceslices")
+async def slice_event(*, memo: Any, name: str, body: kopf.Body, type: str, **_: Any) -> None:
+    """A driver published, changed or withdrew devices: rebuild the pools (debounced)."""
+    rt = _runtime(memo)
+    before, after = _track(rt.slices, name, body, type)
+    if before is not None and after is not None and before.get("spec") == after.get("spec"):
+        return  # metadata only
+    _schedule_refresh(rt)
+
+
+def _schedule_refresh(rt: Runtime) -> None:
     if not rt.inventory_dirty:
         rt.inventory_dirty = True
         asyncio.get_running_loop().call_later(INVENTORY_DEBOUNCE_S, _refresh, rt)

@@ -13,16 +13,27 @@ when it carries the class's node selector and offers one of its resources (``*``
 suffix), if it has any; the product is the value of the class's product label (for ascend310 the
 SoC version, ``Ascend`` + chip name, e.g. ``Ascend310P3``, as ATC's ``--soc_version`` names it).
 A node of no class is cpu.
+
+Devices offered through Dynamic Resource Allocation (``resource.k8s.io/v1`` ResourceSlices, one
+pool of devices per node and driver) count as well: a device is of the first class whose
+``draDriver`` published it, whose ``draAttributes`` it carries and whose ``draProducts`` its
+product matches; its product is the first of the class's ``productAttributes`` it has. A node
+offering a class both ways (a device plugin's resource and a DRA driver's slices) is counted
+once, through DRA, since both describe the same devices; a node with DRA devices is never a cpu
+node, even though it carries no accelerator label. Every product is spelled canonically
+(``products.canonical``): ``NVIDIA A100-SXM4-40GB``, ``NVIDIA-A100-SXM4-40GB`` and
+``A100-SXM4-40GB`` are one pool.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from inferplane import products
 from inferplane.control.settings import DEFAULT_DEVICES, DeviceSettings
 from inferplane.devices import PREFERENCE, DeviceClass
 
@@ -46,6 +57,28 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class DraOffer:
+    """How a pool's devices are claimed through DRA: the driver, the DeviceClass to request, and
+    the attribute naming the product with the spellings the pool's devices give it."""
+
+    driver: str
+    device_class_name: str
+    product_attribute: str | None = None
+    """Qualified (``gpu.nvidia.com/productName``)."""
+    product_values: tuple[str, ...] = ()
+    """The attribute's values on the pool's devices (``NVIDIA A100-SXM4-40GB``), sorted."""
+    memory_capacity: str | None = None
+    """Qualified name of the devices' memory capacity (``gpu.nvidia.com/memory``), if any."""
+
+    def merged(self, other: DraOffer) -> DraOffer:
+        values = tuple(sorted({*self.product_values, *other.product_values}))
+        return DraOffer(
+            self.driver, self.device_class_name, self.product_attribute, values,
+            self.memory_capacity,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class DevicePool:
     """Nodes of one device class and product."""
 
@@ -61,6 +94,12 @@ class DevicePool:
     """The extended resource a server pod requests (nvidia.com/gpu, huawei.com/Ascend310P)."""
     selector: Mapping[str, str] = field(default_factory=dict)
     """Node labels that pick exactly this pool's nodes (beyond the resource request)."""
+    dra: DraOffer | None = None
+    """Set when the devices are claimed through DRA (then ``resource`` is None and the
+    selector carries no product label: the claim's selector picks the product)."""
+    any_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Node labels whose value must be one of these (one product spelled two ways by the
+    nodes' labels, e.g. GFD's old ``A100-SXM4-40GB`` and new ``NVIDIA-A100-SXM4-40GB``)."""
 
     @property
     def has_capacity(self) -> bool:
@@ -86,9 +125,7 @@ def _count(value: Any) -> int:
 
 
 def _soc_version(chip: str | None, resource: str) -> str:
-    if chip:
-        return chip if chip.lower().startswith("ascend") else f"Ascend{chip}"
-    return resource.rsplit("/", 1)[-1]
+    return products.canonical(chip or resource.rsplit("/", 1)[-1])
 
 
 def not_ready_since(node: Mapping[str, Any]) -> datetime | None:
@@ -167,9 +204,10 @@ def classify(node: Mapping[str, Any], devices: Devices = DEFAULT_DEVICES) -> Dev
         if any(labels.get(k) != v for k, v in device.node_selector.items()):
             continue
         selector = dict(device.node_selector)
-        product = labels.get(device.product_label) if device.product_label else None
-        if product:
-            selector[device.product_label] = product
+        label = labels.get(device.product_label) if device.product_label else None
+        product = products.canonical(label) if label else None
+        if label:
+            selector[device.product_label] = label
         if not device.resource_names:
             return DevicePool(device_class, product, cpu, (name,), taints, None, selector)
         resource = _offered(device.resource_names, allocatable)
@@ -210,19 +248,26 @@ class Inventory:
         cls,
         nodes: Iterable[Mapping[str, Any]],
         devices: Devices = DEFAULT_DEVICES,
+        slices: Iterable[Mapping[str, Any]] = (),
         *,
         now: datetime | None = None,
         not_ready_grace_s: float = 0,
     ) -> Inventory:
-        """Group usable Nodes (schedulable, not NotReady past the grace) into pools by class and
-        product, as ``devices`` (the operator settings' table) recognises them; the other nodes
-        into ``unusable`` pools."""
+        """Group usable Nodes (schedulable, not NotReady past the grace) into pools by class,
+        product and way of offering (device plugin or DRA), as ``devices`` (the operator
+        settings' table) recognises them, ``slices`` being the cluster's ResourceSlices; the
+        other nodes into ``unusable`` pools."""
         nodes = list(nodes)
+        offered = dra_devices(slices, devices)
         good = [n for n in nodes if usable(n, now=now, not_ready_grace_s=not_ready_grace_s)]
         bad = [n for n in nodes if not usable(n, now=now, not_ready_grace_s=not_ready_grace_s)]
-        pools = _merge_nodes(good, devices)
+        pools = _merge_nodes(good, devices, offered)
         present = {(p.device_class, p.product) for p in pools if p.has_capacity}
-        gone = [p for p in _merge_nodes(bad, devices) if (p.device_class, p.product) not in present]
+        gone = [
+            p
+            for p in _merge_nodes(bad, devices, offered)
+            if (p.device_class, p.product) not in present
+        ]
         return cls.from_pools(pools, gone)
 
     def pools_of(self, device_class: DeviceClass) -> list[DevicePool]:
@@ -247,24 +292,179 @@ class Inventory:
     def allocatable(self, device_class: DeviceClass) -> int:
         return sum(p.allocatable for p in self.pools_of(device_class))
 
+    def dra_nodes(self) -> tuple[str, ...]:
+        """Nodes whose accelerators are offered through DRA (cpu pods keep off them: they
+        carry none of the labels device plugins and feature discovery set)."""
+        return tuple(sorted({n for p in self.pools if p.dra is not None for n in p.nodes}))
 
-def _merge_nodes(nodes: Iterable[Mapping[str, Any]], devices: Devices) -> list[DevicePool]:
-    """Nodes grouped into pools by class and product."""
-    merged: dict[tuple[DeviceClass, str | None], DevicePool] = {}
+
+def _merge_nodes(
+    nodes: Iterable[Mapping[str, Any]],
+    devices: Devices,
+    offered: Mapping[str, Mapping[tuple[DeviceClass, str | None], tuple[int, DraOffer]]],
+) -> list[DevicePool]:
+    """Nodes grouped into pools by class, product and way of offering: a node's DRA devices
+    (``offered``, by node name) replace its device plugin's resource of the same class."""
+    groups: dict[tuple[DeviceClass, str | None, bool], list[DevicePool]] = {}
     for node in nodes:
+        name = str(node.get("metadata", {}).get("name", ""))
         one = classify(node, devices)
-        key = (one.device_class, one.product)
-        seen = merged.get(key)
-        if seen is None:
-            merged[key] = one
+        through_dra = node_dra_pools(one, offered.get(name, {}))
+        if through_dra:
+            if one.device_class not in {p.device_class for p in through_dra} and one.resource:
+                groups.setdefault(_group(one), []).append(one)
+            for pool in through_dra:
+                groups.setdefault(_group(pool), []).append(pool)
             continue
-        merged[key] = DevicePool(
-            one.device_class,
-            one.product,
-            seen.allocatable + one.allocatable,
-            seen.nodes + one.nodes,
-            seen.taints + tuple(t for t in one.taints if t not in seen.taints),
-            seen.resource or one.resource,
-            {k: v for k, v in seen.selector.items() if one.selector.get(k) == v},
+        groups.setdefault(_group(one), []).append(one)
+    return [merge(group) for group in groups.values()]
+
+
+def _group(pool: DevicePool) -> tuple[DeviceClass, str | None, bool]:
+    return (pool.device_class, pool.product, pool.dra is not None)
+
+
+def merge(pools: Sequence[DevicePool]) -> DevicePool:
+    """One pool of several (same class; same product, unless the caller merges products): the
+    devices and nodes added up, the taints of any, the labels all share, and for a label the
+    nodes give different values, those values as ``any_of``."""
+    first = pools[0]
+    selector: dict[str, str] = {}
+    any_of: dict[str, tuple[str, ...]] = {}
+    keys = set(first.selector) | set(first.any_of)
+    for pool in pools[1:]:
+        keys &= set(pool.selector) | set(pool.any_of)
+    for key in sorted(keys):
+        values = sorted(
+            {v for p in pools for v in ((p.selector[key],) if key in p.selector else p.any_of[key])}
         )
-    return list(merged.values())
+        if len(values) == 1:
+            selector[key] = values[0]
+        else:
+            any_of[key] = tuple(values)
+    taints: list[Taint] = []
+    for pool in pools:
+        taints += [t for t in pool.taints if t not in taints]
+    dra = None
+    for pool in pools:
+        if pool.dra is not None:
+            dra = pool.dra if dra is None else dra.merged(pool.dra)
+    return DevicePool(
+        first.device_class,
+        first.product,
+        sum(p.allocatable for p in pools),
+        tuple(n for p in pools for n in p.nodes),
+        tuple(taints),
+        next((p.resource for p in pools if p.resource), None),
+        selector,
+        dra,
+        any_of,
+    )
+
+
+# --- Dynamic Resource Allocation ------------------------------------------------------------------
+
+
+def _attribute(attributes: Mapping[str, Any], driver: str, name: str) -> str | None:
+    """A device attribute's value as text: ``name`` unqualified means the driver's own domain
+    (``productName`` is ``gpu.nvidia.com/productName``), as in the ResourceSlice API."""
+    qualified = name if "/" in name else f"{driver}/{name}"
+    found = attributes.get(name)
+    if found is None:
+        found = attributes.get(qualified)
+    if found is None and "/" in name and name.split("/", 1)[0] == driver:
+        found = attributes.get(name.split("/", 1)[1])
+    if not isinstance(found, Mapping):
+        return None
+    for kind in ("string", "version", "int", "bool"):
+        if kind in found and found[kind] is not None:
+            return str(found[kind])
+    return None
+
+
+def qualified(driver: str, name: str) -> str:
+    """An attribute or capacity name with its domain (``gpu.nvidia.com/productName``)."""
+    return name if "/" in name else f"{driver}/{name}"
+
+
+@dataclass(frozen=True)
+class DraDevice:
+    """One device a ResourceSlice offers, classified."""
+
+    device_class: DeviceClass
+    product: str | None
+    offer: DraOffer
+
+
+def _classify_device(driver: str, device: Mapping[str, Any], devices: Devices) -> DraDevice | None:
+    attributes: Mapping[str, Any] = device.get("attributes") or {}
+    for device_class in PREFERENCE:
+        setting = devices[device_class]
+        if not setting.dra_driver or setting.dra_driver != driver:
+            continue
+        if any(_attribute(attributes, driver, k) != v for k, v in setting.dra_attributes.items()):
+            continue
+        raw, attribute = None, None
+        for name in setting.product_attributes:
+            raw = _attribute(attributes, driver, name)
+            if raw:
+                attribute = qualified(driver, name)
+                break
+        product = products.canonical(raw) if raw else None
+        if setting.dra_products and not (
+            product and any(fnmatch.fnmatchcase(product, g) for g in setting.dra_products)
+        ):
+            continue
+        memory = qualified(driver, setting.memory_capacity) if setting.memory_capacity else None
+        offer = DraOffer(
+            driver, setting.device_class_name, attribute, (raw,) if raw else (), memory
+        )
+        return DraDevice(device_class, product, offer)
+    return None
+
+
+def dra_devices(
+    slices: Iterable[Mapping[str, Any]], devices: Devices = DEFAULT_DEVICES
+) -> dict[str, dict[tuple[DeviceClass, str | None], tuple[int, DraOffer]]]:
+    """Per node, the DRA devices of each (class, product): how many and how to claim them.
+
+    Only slices bound to one node (``spec.nodeName``) count: network-attached pools
+    (``nodeSelector``, ``allNodes``) are not a node's devices. Devices a driver published twice
+    (the same pool in several slices) count once per name.
+    """
+    seen: set[tuple[str, str, str, str]] = set()
+    found: dict[str, dict[tuple[DeviceClass, str | None], tuple[int, DraOffer]]] = {}
+    for item in slices:
+        spec = item.get("spec") or {}
+        node, driver = spec.get("nodeName"), spec.get("driver")
+        if not node or not driver:
+            continue
+        pool = str((spec.get("pool") or {}).get("name", ""))
+        for device in spec.get("devices") or []:
+            key = (str(node), str(driver), pool, str(device.get("name", "")))
+            if key in seen:
+                continue
+            seen.add(key)
+            classified = _classify_device(str(driver), device, devices)
+            if classified is None:
+                continue
+            per_node = found.setdefault(str(node), {})
+            group = (classified.device_class, classified.product)
+            count, offer = per_node.get(group, (0, classified.offer))
+            per_node[group] = (count + 1, offer.merged(classified.offer))
+    return found
+
+
+def node_dra_pools(
+    node: DevicePool, offered: Mapping[tuple[DeviceClass, str | None], tuple[int, DraOffer]]
+) -> list[DevicePool]:
+    """The one-node DRA pools of a node (``node``: what ``classify`` made of it, for its name,
+    taints and the class's node selector)."""
+    pools = []
+    for (device_class, product), (count, offer) in sorted(
+        offered.items(), key=lambda item: (item[0][0].value, item[0][1] or "")
+    ):
+        pools.append(
+            DevicePool(device_class, product, count, node.nodes, node.taints, None, {}, offer)
+        )
+    return pools

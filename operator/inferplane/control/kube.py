@@ -38,6 +38,9 @@ PLURALS = {
     "Node": "nodes",
     "InferenceModel": "inferencemodels",
     "ScaledObject": "scaledobjects",
+    "ResourceSlice": "resourceslices",
+    "ResourceClaim": "resourceclaims",
+    "ResourceClaimTemplate": "resourceclaimtemplates",
 }
 
 

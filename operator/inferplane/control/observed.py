@@ -141,6 +141,8 @@ class Observed:
     conflicts: Mapping[tuple[str, str], str] = field(default_factory=dict)
     """(kind, name) of objects the model would create that exist without it as their controller
     owner: never taken over; the message says whose they are."""
+    allocated: Mapping[str, tuple[v1alpha1.AllocatedDevice, ...]] = field(default_factory=dict)
+    """Per pool claiming through DRA: the device allocated to each of its ready pods."""
 
 
 def _job_phase(job: Mapping[str, Any]) -> JobPhase:
@@ -185,6 +187,7 @@ def from_objects(
     key_annotation: str = "inferplane.io/artifact-key",
     owned_jobs: Iterable[Mapping[str, Any]] = (),
     conflicts: Mapping[tuple[str, str], str] | None = None,
+    allocated: Mapping[str, tuple[v1alpha1.AllocatedDevice, ...]] | None = None,
 ) -> Observed:
     """Observed state from raw API objects (as dicts)."""
     pods = list(pods)
@@ -223,4 +226,55 @@ def from_objects(
     children = tuple(
         Child(o.get("apiVersion", ""), o.get("kind", ""), o["metadata"]["name"]) for o in owned
     )
-    return Observed(job_states, pools, children, dict(artifacts or {}), mine, dict(conflicts or {}))
+    return Observed(
+        job_states,
+        pools,
+        children,
+        dict(artifacts or {}),
+        mine,
+        dict(conflicts or {}),
+        dict(allocated or {}),
+    )
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def allocations(
+    *,
+    pods: Iterable[Mapping[str, Any]],
+    claims: Iterable[Mapping[str, Any]],
+    pool_label: str,
+    claim_name: str,
+) -> dict[str, tuple[v1alpha1.AllocatedDevice, ...]]:
+    """The device each ready pod was allocated, per pool (the pods' ``pool_label``): a pod's
+    claim ``claim_name`` is found through ``status.resourceClaimStatuses``, its device in the
+    claim's ``status.allocation.devices.results``."""
+    by_name = {(c["metadata"].get("namespace", ""), c["metadata"]["name"]): c for c in claims}
+    found: dict[str, list[v1alpha1.AllocatedDevice]] = {}
+    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
+        meta = pod["metadata"]
+        pool = (meta.get("labels") or {}).get(pool_label)
+        if not pool or not _ready(pod):
+            continue
+        statuses = (pod.get("status") or {}).get("resourceClaimStatuses") or []
+        claim_ref = next(
+            (s.get("resourceClaimName") for s in statuses if s.get("name") == claim_name), None
+        )
+        claim = by_name.get((meta.get("namespace", ""), claim_ref or ""))
+        if claim is None:
+            continue
+        allocation = (claim.get("status") or {}).get("allocation") or {}
+        for result in (allocation.get("devices") or {}).get("results") or []:
+            found.setdefault(pool, []).append(
+                v1alpha1.AllocatedDevice(
+                    pod=meta["name"],
+                    node=(pod.get("spec") or {}).get("nodeName"),
+                    driver=result.get("driver", ""),
+                    pool=result.get("pool", ""),
+                    device=result.get("device", ""),
+                )
+            )
+    return {pool: tuple(devices) for pool, devices in found.items()}

@@ -19,19 +19,20 @@ Choosing targets:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from inferplane import errors
+from inferplane import errors, products
 from inferplane.api import v1alpha1
 from inferplane.artifacts.key import TargetOptions, artifact_key, checkpoint_graph
 from inferplane.control import builders, naming
 from inferplane.control import scaling as scaling_mod
 from inferplane.control import status as status_mod
-from inferplane.control.inventory import DevicePool, Devices, Inventory, Taint
+from inferplane.control.inventory import DevicePool, Devices, DraOffer, Inventory, Taint, merge
 from inferplane.control.observed import Artifact, JobPhase, Observed
 from inferplane.control.settings import DEFAULT_DEVICES, OperatorSettings
 from inferplane.devices import PROFILES, ArtifactFormat, BackendName, DeviceClass
@@ -76,11 +77,28 @@ class Target:
     """The extended resource a server pod requests (None for cpu/edge)."""
     selector: Mapping[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
+    dra: DraOffer | None = None
+    """Devices claimed through DRA (a ResourceClaimTemplate per pool) instead of ``resource``."""
+    any_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Node labels whose value must be one of these (a product spelled two ways)."""
 
     @property
     def label(self) -> str:
         """``nvidia/T4``, ``cpu``: how status.devices names the target."""
         return f"{self.device_class}/{self.product}" if self.product else str(self.device_class)
+
+    @property
+    def key(self) -> str:
+        """What tells targets apart: the label, and ``+dra`` for a pool claiming through DRA
+        (a product offered both ways has a pool of each kind)."""
+        return f"{self.label}+dra" if self.dra is not None else self.label
+
+    @property
+    def request(self) -> v1alpha1.DeviceRequest | None:
+        """How its server pods get their device (None for cpu and edge)."""
+        if self.dra is not None:
+            return v1alpha1.DeviceRequest.DRA
+        return v1alpha1.DeviceRequest.DEVICE_PLUGIN if self.resource else None
 
 
 def _format_for(device_class: DeviceClass, source: ArtifactFormat) -> ArtifactFormat | None:
@@ -91,15 +109,29 @@ def _format_for(device_class: DeviceClass, source: ArtifactFormat) -> ArtifactFo
     return None
 
 
-def _merge(pools: Sequence[DevicePool]) -> tuple[str | None, Mapping[str, str], tuple[Taint, ...]]:
-    resource = next((p.resource for p in pools if p.resource), None)
-    shared = dict(pools[0].selector)
-    for pool in pools[1:]:
-        shared = {k: v for k, v in shared.items() if pool.selector.get(k) == v}
-    taints: list[Taint] = []
-    for pool in pools:
-        taints += [t for t in pool.taints if t not in taints]
-    return resource, shared, tuple(taints)
+def _target(
+    pools: Sequence[DevicePool],
+    device_class: DeviceClass,
+    product: str | None,
+    fmt: ArtifactFormat,
+    backend: BackendName,
+    why: str,
+    precision: str,
+) -> Target:
+    """The target serving ``pools`` (one kind of offer: device plugin or DRA)."""
+    pool = merge(pools)
+    return Target(
+        device_class, product, fmt, backend, why, precision, pool.resource, pool.selector,
+        pool.taints, pool.dra, pool.any_of,
+    )  # fmt: skip
+
+
+def _by_kind(pools: Sequence[DevicePool]) -> list[list[DevicePool]]:
+    """Pools split by how they offer devices, DRA first (a server pod requests a device one
+    way or the other, so each kind is a pool of its own; the two share one conversion, whose
+    Job — with its one ResourceClaimTemplate — the first kind places)."""
+    kinds = [[p for p in pools if p.dra is not None], [p for p in pools if p.dra is None]]
+    return [k for k in kinds if k]
 
 
 def _targets_of_class(
@@ -127,13 +159,13 @@ def _targets_of_class(
     precision = (options.precision or v1alpha1.Precision.FP32).value
     backend = profile.backends[profile.artifacts.index(fmt)]
     if device_class not in PER_PRODUCT:
-        resource, selector, taints = _merge(pools)
         return [
-            Target(device_class, None, fmt, backend, why, precision, resource, selector, taints)
+            _target(kind, device_class, None, fmt, backend, why, precision)
+            for kind in _by_kind(pools)
         ], None
     present = inventory.products(device_class)
     wanted_products = options.products or present
-    chosen = [p for p in present if p in wanted_products]
+    chosen = [p for p in present if any(products.same(p, w) for w in wanted_products)]
     if not chosen:
         return [], (
             f"{device_class}: none of the products {', '.join(wanted_products)} is present "
@@ -141,10 +173,8 @@ def _targets_of_class(
         )
     targets = []
     for product in chosen:
-        resource, selector, taints = _merge([p for p in pools if p.product == product])
-        targets.append(
-            Target(device_class, product, fmt, backend, why, precision, resource, selector, taints)
-        )
+        for kind in _by_kind([p for p in pools if p.product == product]):
+            targets.append(_target(kind, device_class, product, fmt, backend, why, precision))
     return targets, None
 
 
@@ -302,7 +332,13 @@ class Model:
 def _previous(status: v1alpha1.InferenceModelStatus | None) -> dict[str, v1alpha1.TargetStatus]:
     if status is None:
         return {}
-    return {_label(t.device_class, t.product): t for t in status.targets}
+    return {_status_key(t): t for t in status.targets}
+
+
+def _status_key(status: v1alpha1.TargetStatus) -> str:
+    """``Target.key`` of the target a status entry describes."""
+    label = _label(status.device_class, status.product)
+    return f"{label}+dra" if status.device_request is v1alpha1.DeviceRequest.DRA else label
 
 
 def _label(device_class: DeviceClass, product: str | None) -> str:
@@ -310,17 +346,13 @@ def _label(device_class: DeviceClass, product: str | None) -> str:
 
 
 def onnx_fallback(target: Target, message: str) -> Target:
-    return Target(
-        target.device_class,
-        target.product,
-        ArtifactFormat.ONNX,
-        BackendName.ONNXRUNTIME,
-        f"TensorRT engine failed ({message.splitlines()[-1] if message else 'no message'}); "
+    return dataclasses.replace(
+        target,
+        format=ArtifactFormat.ONNX,
+        backend=BackendName.ONNXRUNTIME,
+        reason=f"TensorRT engine failed "
+        f"({message.splitlines()[-1] if message else 'no message'}); "
         "serving ONNX with ONNX Runtime",
-        target.precision,
-        target.resource,
-        target.selector,
-        target.taints,
     )
 
 
@@ -377,6 +409,7 @@ def _plan_target(
     settings: OperatorSettings,
     single: bool,
     scaling: scaling_mod.Scaling,
+    avoid_nodes: Sequence[str] = (),
 ) -> _Work:
     options = target_options(spec, target)
     job = naming.job_name(
@@ -398,16 +431,25 @@ def _plan_target(
         backend=target.backend.value,
         reason=target.reason,
         job=job,
+        device_request=target.request,
     )
     work = _Work(status, jobs=[job])
     label = target.label
-    placement = builders.Placement.of_class(
-        target.device_class,
-        settings,
-        resource=target.resource,
-        selector=target.selector,
-        taints=target.taints,
+    claim_spec = (
+        builders.claim_template_spec(
+            target.dra, min_memory=spec.device_options.get(target.device_class).min_memory
+        )
+        if target.dra is not None
+        else None
     )
+
+    def placement_for(claim_template: str | None) -> builders.Placement:
+        return builders.Placement.of_class(
+            target.device_class, settings, resource=target.resource, selector=target.selector,
+            taints=target.taints, any_of=target.any_of, claim_template=claim_template,
+            avoid_nodes=avoid_nodes,
+        )  # fmt: skip
+
     if artifact is None:
         record = failed.get(job)
         if state is not None and state.phase is JobPhase.FAILED:
@@ -426,6 +468,23 @@ def _plan_target(
                     Event("Warning", "ConversionFailed", f"{label}: {status.message}")
                 )
             return work
+        job_claim = None
+        if claim_spec is not None and target.format is ArtifactFormat.TENSORRT:
+            job_claim = builders.claim_template_name(job, claim_spec)
+        placement = placement_for(job_claim)
+        if job_claim is not None and claim_spec is not None:
+            # kept while the Job may still start a pod (a retry needs the template); owned
+            # like the Job, by every model that uses it
+            others = [dict(r) for r in (state.owners if state else ()) if r.get("uid") != model.uid]
+            work.apply.append(
+                builders.claim_template(
+                    name=job_claim, namespace=model.namespace,
+                    owners=[*others, model.owner(controller=False)],
+                    labels=naming.conversion_labels(target.device_class, target.product),
+                    spec=claim_spec,
+                )
+            )  # fmt: skip
+            work.keep.append(("ResourceClaimTemplate", job_claim))
         if state is not None and state.phase is JobPhase.RUNNING and not _owns(state.owners, model):
             # another model's Job for the same conversion: join its owners (a patch; the Job's
             # template is immutable and names the model that created it) and be woken by it
@@ -477,7 +536,7 @@ def _plan_target(
         work.events.append(
             Event("Normal", "Converted", f"{label}: artifact {artifact.key}{numbers}")
         )
-    pool = naming.pool_name(model.name, target.device_class, target.product)
+    pool = pool_name(model.name, target)
     taken = [
         observed.conflicts[(kind, pool)]
         for kind in POOL_KINDS
@@ -495,6 +554,18 @@ def _plan_target(
     common: dict[str, Any] = {"name": pool, "namespace": model.namespace, "owner": owner}
     seen = observed.pools.get(pool)
     autoscaled = spec.replicas.min < spec.replicas.max
+    pool_claim = None
+    if claim_spec is not None:
+        pool_claim = builders.claim_template_name(pool, claim_spec)
+        work.apply.append(
+            builders.claim_template(
+                name=pool_claim, namespace=model.namespace, owners=[owner], labels=labels,
+                spec=claim_spec,
+            )
+        )  # fmt: skip
+        work.keep.append(("ResourceClaimTemplate", pool_claim))
+        status.allocated = list(observed.allocated.get(pool, ()))
+    placement = placement_for(pool_claim)
     work.apply.append(
         builders.deployment(
             **common,
@@ -575,6 +646,19 @@ def _plan_target(
     return work
 
 
+def pool_name(model: str, target: Target | v1alpha1.TargetStatus) -> str:
+    """The name of a target's pool (Deployment, Services, autoscaler, PDB); a pool claiming its
+    devices through DRA ends in ``dra``, so a product offered both ways has two pools."""
+    if isinstance(target, Target):
+        dra = target.dra is not None
+    else:
+        dra = target.device_request is v1alpha1.DeviceRequest.DRA
+    product = target.product
+    if dra:
+        product = f"{product}-dra" if product else "dra"
+    return naming.pool_name(model, target.device_class, product)
+
+
 def _owns(owners: Sequence[Mapping[str, Any]], model: Model) -> bool:
     return any(o.get("uid") == model.uid for o in owners)
 
@@ -607,10 +691,7 @@ def _retained_pools(
     preference, a new product or a vanished class never leaves the model with less capacity
     than it had.
     """
-    by_pool = {
-        naming.pool_name(model.name, t.device_class, t.product): t
-        for t in (previous.targets if previous else [])
-    }
+    by_pool = {pool_name(model.name, t): t for t in (previous.targets if previous else [])}
     kept = []
     for name, seen in sorted(observed.pools.items()):
         if name in planned:
@@ -681,14 +762,15 @@ def plan(
     before = _previous(previous)
     failed = {f.job: f for f in previous.failed_conversions} if previous else {}
     single = len(targets) == 1
+    avoid_nodes = inventory.dra_nodes()
     works: list[_Work] = []
     jobs: set[str] = set()
     failures: list[v1alpha1.FailedConversion] = []
     for target in targets:
         args: dict[str, Any] = {
             "spec": spec, "model": model, "observed": observed, "failed": failed,
-            "previous": before.get(target.label), "settings": settings, "single": single,
-            "scaling": scaling,
+            "previous": before.get(target.key), "settings": settings, "single": single,
+            "scaling": scaling, "avoid_nodes": avoid_nodes,
         }  # fmt: skip
         work = _plan_target(target, **args)
         jobs.update(work.jobs)
@@ -701,7 +783,13 @@ def plan(
                 failures += work.failures
         works.append(work)
     service_name = naming.model_service_name(model.name)
-    apply: list[Manifest] = [w for work in works for w in work.apply]
+    apply: list[Manifest] = []
+    planned: set[tuple[str, str]] = set()
+    for manifest in (w for work in works for w in work.apply):
+        identity = (manifest["kind"], manifest["metadata"]["name"])
+        if identity not in planned:  # a product's plugin and DRA pools share one conversion
+            planned.add(identity)
+            apply.append(manifest)
     keep = {k for work in works for k in work.keep}
     keep.add(("Service", service_name))
     statuses = [w.status for w in works]

@@ -23,6 +23,14 @@ from inferplane.devices import PROFILES, ArtifactFormat, BackendName, DeviceClas
 DEFAULT_REGISTRY = "ghcr.io/inferplane"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 """GPU feature discovery's label with the GPU model (A100-SXM4-40GB, T4)."""
+NVIDIA_DRA_DRIVER = "gpu.nvidia.com"
+"""NVIDIA's DRA driver (kubernetes-sigs/dra-driver-nvidia-gpu) and the DeviceClass its chart
+installs for whole GPUs; devices carry productName, architecture, cudaComputeCapability,
+driverVersion and capacity memory (cmd/gpu-kubelet-plugin/deviceinfo.go)."""
+ASCEND_DRA_DRIVER = "npu.huawei.com"
+"""Huawei's Ascend DRA driver (Ascend/mind-cluster, component/ascend-dynamic-resource-allocation)
+and its DeviceClass; devices carry deviceType (e.g. Ascend910B) and physicId
+(internal/device/generation_*.go); its documentation also names chipName."""
 NPU_CHIP_LABEL = "node.kubernetes.io/npu.chip.name"
 """The Ascend device plugin's label with the NPU chip (910B, 310P3)."""
 EDGE_ROLE_LABEL = "node-role.kubernetes.io/edge"
@@ -76,6 +84,25 @@ class DeviceSettings(BaseModel):
     images: dict[BackendName, str] = Field(default_factory=dict)
     """Server image per backend; a backend not listed uses the tool's image (``SERVER_IMAGE``)."""
 
+    # --- Dynamic Resource Allocation (resource.k8s.io/v1) ------------------------------------
+    dra_driver: str = ""
+    """DRA driver whose ResourceSlices offer this class (``gpu.nvidia.com``, ``npu.huawei.com``);
+    empty: the class is not looked for in ResourceSlices."""
+    device_class_name: str = ""
+    """The DeviceClass (installed by the driver's chart) a ResourceClaimTemplate's request names."""
+    dra_attributes: dict[str, str] = Field(default_factory=dict)
+    """String attributes a device must carry to be of this class (NVIDIA: ``type: gpu``, so MIG
+    slices and VFIO devices are not counted as whole GPUs)."""
+    product_attributes: tuple[str, ...] = ()
+    """Device attributes that name the product, the first present wins; the claim's CEL
+    selector matches the spellings found there."""
+    dra_products: tuple[str, ...] = ()
+    """Globs over the canonical product (``products.canonical``) a device must match to be of
+    this class (one driver serves ascend910 and ascend310); empty: any."""
+    memory_capacity: str = ""
+    """The device capacity that holds its memory (NVIDIA: ``memory``), for
+    ``spec.deviceOptions.<class>.minMemory``; empty: the driver publishes none."""
+
 
 def _image(name: str, variant: str = "") -> str:
     return f"{DEFAULT_REGISTRY}/{name}:{__version__}{'-' + variant if variant else ''}"
@@ -86,15 +113,28 @@ DEFAULT_DEVICES: dict[DeviceClass, DeviceSettings] = {
         resource_names=(*PROFILES[DeviceClass.ASCEND910].resources, "huawei.com/Ascend910*"),
         product_label=NPU_CHIP_LABEL,
         images={BackendName.MINDSPORE: _image("mindspore", "ascend")},
+        dra_driver=ASCEND_DRA_DRIVER,
+        device_class_name=ASCEND_DRA_DRIVER,
+        product_attributes=("chipName", "deviceType"),
+        dra_products=("Ascend910*",),
     ),
     DeviceClass.ASCEND310: DeviceSettings(
         resource_names=PROFILES[DeviceClass.ASCEND310].resources,
         product_label=NPU_CHIP_LABEL,
+        dra_driver=ASCEND_DRA_DRIVER,
+        device_class_name=ASCEND_DRA_DRIVER,
+        product_attributes=("chipName", "deviceType"),
+        dra_products=("Ascend310*",),
     ),
     DeviceClass.NVIDIA: DeviceSettings(
         resource_names=PROFILES[DeviceClass.NVIDIA].resources,
         product_label=GPU_PRODUCT_LABEL,
         runtime_class_name="nvidia",
+        dra_driver=NVIDIA_DRA_DRIVER,
+        device_class_name=NVIDIA_DRA_DRIVER,
+        dra_attributes={"type": "gpu"},
+        product_attributes=("productName",),
+        memory_capacity="memory",
     ),
     DeviceClass.CPU: DeviceSettings(avoid_labels=CPU_AVOID_LABELS),
     DeviceClass.EDGE: DeviceSettings(node_selector={EDGE_ROLE_LABEL: ""}),
