@@ -50,6 +50,15 @@ def _named(plan: planner.Plan, kind: str) -> dict[str, dict[str, Any]]:
     return {m["metadata"]["name"]: m for m in plan.apply if m["kind"] == kind}
 
 
+def _pools(plan: planner.Plan) -> dict[str, dict[str, Any]]:
+    """Deployments by pool name without its hash (``lenet-nvidia-t4-dra``)."""
+    return {unhashed(name): m for name, m in _named(plan, "Deployment").items()}
+
+
+def unhashed(pool: str) -> str:
+    return pool.rsplit("-", 1)[0]
+
+
 def _limits(deployment: dict[str, Any]) -> dict[str, Any]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return dict(container["resources"].get("limits") or {})
@@ -64,7 +73,7 @@ def test_an_auto_model_gets_a_pool_per_product_and_class_claiming_through_dra() 
         (DeviceClass.NVIDIA, "T4", v1alpha1.DeviceRequest.DRA),
         (DeviceClass.CPU, None, None),
     ]
-    deployments = _named(plan, "Deployment")
+    deployments = _pools(plan)
     assert sorted(deployments) == [
         "lenet-ascend310-ascend310p3", "lenet-cpu", "lenet-nvidia-a100-sxm4-40gb-dra",
         "lenet-nvidia-t4-dra",
@@ -80,7 +89,7 @@ def test_an_auto_model_gets_a_pool_per_product_and_class_claiming_through_dra() 
         (claim,) = pod["resourceClaims"]
         template = templates[claim["resourceClaimTemplateName"]]
         assert template["metadata"]["ownerReferences"][0]["uid"] == MODEL.uid
-        assert template["spec"]["metadata"]["labels"]["inferplane.io/pool"] == (
+        assert unhashed(template["spec"]["metadata"]["labels"]["inferplane.io/pool"]) == (
             f"lenet-nvidia-{pool}-dra"
         )
         (request,) = template["spec"]["spec"]["devices"]["requests"]
@@ -98,7 +107,7 @@ def test_cpu_pods_and_cpu_side_jobs_keep_off_dra_nodes() -> None:
     """A DRA GPU node carries none of the labels the cpu pool avoids: it is avoided by name."""
     inventory = _inventory(DRA)
     plan = _converted(_spec(devices=["cpu"]), inventory)
-    pod = _named(plan, "Deployment")["lenet-cpu"]["spec"]["template"]["spec"]
+    pod = _pools(plan)["lenet-cpu"]["spec"]["template"]["spec"]
     (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"
     ]
@@ -157,7 +166,7 @@ def test_a_mixed_cluster_serves_one_product_from_a_pool_of_each_kind_with_one_ar
         == template
     )
     done = _converted(_spec(deviceOptions={"nvidia": {"products": ["T4"]}}), inventory)
-    deployments = _named(done, "Deployment")
+    deployments = _pools(done)
     assert _limits(deployments["lenet-nvidia-t4"])["nvidia.com/gpu"] == 1
     assert deployments["lenet-nvidia-t4"]["spec"]["template"]["spec"]["nodeSelector"] == {
         "nvidia.com/gpu.product": "T4"
@@ -200,9 +209,12 @@ def test_the_status_names_the_device_each_ready_pod_was_allocated() -> None:
         pod="p-1", node="kwok-t4-dra-0", driver="gpu.nvidia.com", pool="kwok-t4-dra-0",
         device="gpu-2",
     )  # fmt: skip
+    spec = _spec(devices=["nvidia"])
+    targets = planner.choose_targets(spec, _inventory(DRA), SETTINGS.devices)
+    t4_target = next(t for t in targets if t.product == "T4")
     plan = _converted(
-        _spec(devices=["nvidia"]), _inventory(DRA),
-        allocated={"lenet-nvidia-t4-dra": (allocated,)},
+        spec, _inventory(DRA),
+        allocated={planner.pool_name("lenet", t4_target): (allocated,)},
     )  # fmt: skip
     t4 = next(t for t in plan.status["targets"] if t["product"] == "T4")
     assert t4["deviceRequest"] == "DRA"

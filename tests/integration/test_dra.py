@@ -189,7 +189,8 @@ def test_a_mixed_cluster_serves_one_product_from_both_kinds_of_node(
     body = op.wait_phase(cluster, namespace, "mixed", "Ready", timeout=120)
     assert len({t["key"] for t in body["status"]["targets"]}) == 1
     by_pool = {
-        p["metadata"]["labels"]["inferplane.io/pool"]: p for p in _server_pods(cluster, namespace)
+        p["metadata"]["labels"]["inferplane.io/pool"].rsplit("-", 1)[0]: p  # without its hash
+        for p in _server_pods(cluster, namespace)
     }
     plugin, dra = by_pool["mixed-nvidia-t4"], by_pool["mixed-nvidia-t4-dra"]
     assert plugin["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"

@@ -784,11 +784,11 @@ def plan(
         works.append(work)
     service_name = naming.model_service_name(model.name)
     apply: list[Manifest] = []
-    planned: set[tuple[str, str]] = set()
+    applied: set[tuple[str, str]] = set()
     for manifest in (w for work in works for w in work.apply):
         identity = (manifest["kind"], manifest["metadata"]["name"])
-        if identity not in planned:  # a product's plugin and DRA pools share one conversion
-            planned.add(identity)
+        if identity not in applied:  # a product's plugin and DRA pools share one conversion
+            applied.add(identity)
             apply.append(manifest)
     keep = {k for work in works for k in work.keep}
     keep.add(("Service", service_name))
@@ -813,6 +813,12 @@ def plan(
         replaced=replaced, previous=previous, inventory=inventory,
     )  # fmt: skip
     keep |= {(kind, r.name) for r in retained for kind in POOL_KINDS}
+    keep |= {  # a retained DRA pool's pods may still need its claim template
+        (c.kind, c.name)
+        for c in observed.children
+        for r in retained
+        if c.kind == "ResourceClaimTemplate" and c.name.startswith(f"{r.name}-")
+    }
     delete = [
         (c.api_version, c.kind, c.name) for c in observed.children if (c.kind, c.name) not in keep
     ]
