@@ -11,16 +11,18 @@
   through the API server's aggregation layer: an APIService whose Service's EndpointSlice names
   the machine's own address, where the adapter listens.
 
-Plain data builders and a small ``Stack`` that starts and stops the processes; the kubectl work
-(CRDs, APIService) is the caller's, through ``cluster_objects`` and ``build.keda_crds``.
+Plain data builders, a small ``Stack`` that starts and stops the processes, and ``running``, which
+does the whole of it for a cluster (CRDs, processes, APIService, and the way back).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from tests.cluster import build, processes
+from tests.cluster import build, handle, processes, versions
+from tests.loopback import free_port
 
 KEDA_NAMESPACE = "keda"
 EXTERNAL_METRICS = "v1beta1.external.metrics.k8s.io"
@@ -102,11 +105,19 @@ def keda_operator_argv(
 
 
 def keda_adapter_argv(
-    binary: Path, *, kubeconfig: Path, certs: Path, grpc: str, address: str, port: int
+    binary: Path,
+    *,
+    kubeconfig: Path,
+    certs: Path,
+    grpc: str,
+    address: str,
+    port: int,
+    metrics_port: int,
 ) -> list[str]:
     return [
         str(binary),
         f"--kubeconfig={kubeconfig}",
+        f"--lister-kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         f"--bind-address={address}",
@@ -115,8 +126,7 @@ def keda_adapter_argv(
         f"--tls-private-key-file={certs / 'tls.key'}",
         f"--cert-dir={certs}",
         f"--metrics-service-address={grpc}",
-        "--port=0",
-        "--v=1",
+        f"--port={metrics_port}",
     ]
 
 
@@ -223,6 +233,42 @@ def cluster_objects(*, address: str, adapter_port: int) -> list[dict[str, Any]]:
     ]
 
 
+def hpa_reads_external_metrics() -> list[dict[str, Any]]:
+    """What KEDA's own install binds: the HPA controller may read external metrics."""
+    name = "keda-hpa-controller-external-metrics"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [
+                {
+                    "apiGroups": ["external.metrics.k8s.io"],
+                    "resources": ["*"],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": "horizontal-pod-autoscaler",
+                    "namespace": "kube-system",
+                }
+            ],
+        },
+    ]
+
+
 @dataclass
 class Stack:
     """Prometheus and KEDA's two processes for one cluster; ``stop`` ends exactly those."""
@@ -234,8 +280,8 @@ class Stack:
     prometheus_port: int
     adapter_port: int
     grpc_port: int
-    keda_ports: tuple[int, int]
-    """The KEDA operator's metrics and health-probe ports (loopback)."""
+    keda_ports: tuple[int, int, int]
+    """The KEDA operator's metrics and health-probe ports (loopback), the adapter's metrics."""
     scrape_interval_s: int = 2
     pids: dict[str, int] = field(default_factory=dict)
 
@@ -265,7 +311,7 @@ class Stack:
         write_certs(certs, ("127.0.0.1", "localhost", self.address))
         env = {**_base_env(), **keda_env(self.kubeconfig)}
         grpc = f"127.0.0.1:{self.grpc_port}"
-        metrics, probe = self.keda_ports
+        metrics, probe, adapter_metrics = self.keda_ports
         operator = keda_operator_argv(
             build.binary_path("keda-operator"),
             certs=certs,
@@ -283,6 +329,7 @@ class Stack:
             grpc=grpc,
             address=self.address,
             port=self.adapter_port,
+            metrics_port=adapter_metrics,
         )
         self.pids["keda-adapter"] = processes.start(
             adapter, log=self.directory / "keda-adapter.log", tie_to_parent=True, env=env
@@ -306,3 +353,50 @@ class Stack:
 
 def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+
+
+def _available(cluster: handle.Cluster, apiservice: str) -> bool:
+    item = cluster.get("apiservice", apiservice)
+    return any(
+        c["type"] == "Available" and c["status"] == "True"
+        for c in item.get("status", {}).get("conditions", [])
+    )
+
+
+@contextlib.contextmanager
+def running(cluster: handle.Cluster, directory: Path, address: str) -> Iterator[Stack]:
+    """Prometheus and KEDA (built first when missing) beside ``cluster``, KEDA's CRDs applied
+    and its metrics API server Available through the aggregation layer. On the way out the
+    APIService goes with the processes: an unavailable aggregated API breaks discovery for every
+    later client of the cluster (the CRDs stay; they cost nothing)."""
+    build.ensure_built(versions.AUTOSCALING, echo=True)
+    for crd in sorted(build.keda_crds().glob("*.yaml")):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
+    )
+    stack = Stack(
+        directory=directory,
+        kubeconfig=cluster.kubeconfig,
+        address=address,
+        prometheus_port=free_port(),
+        adapter_port=free_port(),
+        grpc_port=free_port(),
+        keda_ports=(free_port(), free_port(), free_port()),
+    )
+    try:
+        stack.start_prometheus()
+        stack.start_keda()
+        objects = cluster_objects(address=address, adapter_port=stack.adapter_port)
+        for manifest in [*objects, *hpa_reads_external_metrics()]:
+            cluster.apply(manifest)
+        handle.wait_until(
+            lambda: _available(cluster, EXTERNAL_METRICS),
+            timeout=180,
+            interval=2,
+            what=f"KEDA's metrics API server Available (logs in {directory})",
+        )
+        yield stack
+    finally:
+        cluster.kubectl("delete", "apiservice", EXTERNAL_METRICS, "--ignore-not-found", check=False)
+        stack.stop()

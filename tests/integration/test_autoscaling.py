@@ -3,9 +3,9 @@
 cluster serves no signal, KEDA's own CRD (from the KEDA module the real-node tests build) accepting
 the operator's ScaledObject, and switches between the autoscalers.
 
-KEDA's controllers do not run here (kwok has no metrics): what is proven is what the API server
-decides, its schema validation of the ScaledObject included. Scaling under real load needs the
-real node (real pods, Prometheus scraping them, KEDA's controllers).
+Then KEDA itself (operator and metrics API server, built from its module) takes the ScaledObject
+and serves its metric through the aggregation layer; kwok's pods have no metrics, so scaling
+under real load is on the real node (tests/integration/test_autoscaling_real_node.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cluster import build, handle
+from tests.cluster import autoscaling, build, handle, machine
 from tests.e2e import operator_process as op
 
 from inferplane.api import v1alpha1
@@ -45,13 +45,13 @@ def _keda_crd(cluster: handle.Cluster, *, present: bool) -> None:
         cluster.kubectl("delete", "crd", SCALED_OBJECTS, "--ignore-not-found", "--wait=true")
 
 
-def _operator(cluster: handle.Cluster, tmp_path: Path) -> op.Operator:
+def _operator(cluster: handle.Cluster, tmp_path: Path, prometheus: str = PROMETHEUS) -> op.Operator:
     return op.Operator(
         cluster,
         store=f"file://{tmp_path / 'store'}",
         log=tmp_path / "operator.log",
         INFERPLANE_KEDA="true",
-        INFERPLANE_PROMETHEUS_ADDRESS=PROMETHEUS,
+        INFERPLANE_PROMETHEUS_ADDRESS=prometheus,
     )
 
 
@@ -183,3 +183,47 @@ def test_keda_s_schema_rejects_what_it_does_not_know(
         "apply", "--dry-run=server", "-f", "-", input=json.dumps(bad), check=False
     )
     assert result.returncode != 0 and "minReplicaCount" in result.stderr
+
+
+def test_real_keda_takes_the_scaled_object_and_serves_its_metric(
+    cluster: handle.Cluster, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    """KEDA itself (operator and metrics API server, built from its module) on the API server:
+    it takes the operator's ScaledObject, makes the one HPA of the pool, and the HPA controller
+    reads the trigger's metric through the aggregation layer. No pod here has metrics (kwok), so
+    the value is Prometheus' empty answer, 0; the real load is on the real node."""
+    address = machine.host_address()
+    if address is None:
+        pytest.skip("the aggregation layer needs an address besides loopback")
+    with autoscaling.running(cluster, tmp_path / "stack", address) as stack:
+        operator = _operator(cluster, tmp_path, prometheus=stack.prometheus_url)
+        operator.start()
+        try:
+            cluster.apply(op.model("busy", devices=["cpu"], replicas=INFLIGHT), namespace=namespace)
+            _release(cluster, namespace)
+            op.wait_phase(cluster, namespace, "busy", "Ready", timeout=60)
+            hpa = handle.wait_until(
+                lambda: cluster.get("hpa", namespace=namespace),
+                timeout=60,
+                what="KEDA's HPA",
+            )
+            assert [h["metadata"]["name"] for h in hpa] == [f"keda-hpa-{POOL}"]
+            (metric,) = hpa[0]["spec"]["metrics"]
+            assert metric["type"] == "External"
+            assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "4"}
+
+            def active() -> dict[str, Any] | None:
+                status = cluster.get("hpa", f"keda-hpa-{POOL}", namespace=namespace)["status"]
+                conditions = {c["type"]: c for c in status.get("conditions", [])}
+                found = conditions.get("ScalingActive", {})
+                return status if found.get("reason") == "ValidMetricFound" else None
+
+            status = handle.wait_until(
+                active, timeout=120, interval=2, what="the HPA to read KEDA's metric"
+            )
+            assert status["currentMetrics"][0]["external"]["current"]["averageValue"] == "0"
+            scaled = cluster.get("scaledobject", POOL, namespace=namespace)
+            ready = {c["type"]: c for c in scaled["status"]["conditions"]}["Ready"]
+            assert ready["status"] == "True", ready
+        finally:
+            operator.stop()
