@@ -261,12 +261,12 @@ uvloop.run(uvicorn.Server(config).serve())
 
 
 class Proc:
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [*args, *([] if args[1] == "-c" else ["--port"]), str(self.port)]
             if args[1] != "-c" else [*args[:3], str(self.port), *args[3:]],
-            cwd=ROOT, stderr=subprocess.DEVNULL,
+            cwd=ROOT, stderr=subprocess.DEVNULL, env=env,
         )  # fmt: skip
         try:
             wait_ready(self.port)
@@ -285,8 +285,12 @@ class Proc:
         self.stop()
 
 
-def inferplane(model: Path, *extra: str) -> Proc:
-    return Proc([sys.executable, "-m", "inferplane", "serve", str(model), *extra])
+def inferplane(model: Path, *extra: str, checkout: Path | None = None) -> Proc:
+    """The server; ``checkout``: run another revision's (its ``operator/`` on PYTHONPATH)."""
+    env = None
+    if checkout is not None:
+        env = {**os.environ, "PYTHONPATH": f"{checkout / 'operator'}:{ROOT}"}
+    return Proc([sys.executable, "-m", "inferplane", "serve", str(model), *extra], env)
 
 
 @dataclass
@@ -349,6 +353,13 @@ def main() -> None:
         "--quick", action="store_true", help="small model, binary, c=8, batching off and on"
     )
     parser.add_argument("--model", choices=["small", "heavy"], help="only this model's rows")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another revision (e.g. git archive REV operator | tar -x -C DIR): "
+        "its server runs as one more side, and the row ends with baseline req/s, p50 and "
+        "server / baseline",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inferplane-bench-") as tmp:
         run_all(args, Path(tmp))
@@ -367,8 +378,13 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         "compute c x batch/s | transport/s | uvicorn canned/s | floor/s | server / min | "
         "floor / min | server CPU µs/req | transport CPU µs/req | floor CPU µs/req | "
         "client cores | server cores | errors | rows/call | compute ms/call |"
+        + (
+            " baseline req/s | baseline p50 ms | server / baseline | baseline CPU µs/req |"
+            if args.baseline
+            else ""
+        )
     )
-    print("|---" * 22 + "|")
+    print("|---" * (26 if args.baseline else 22) + "|")
     off = ["--max-batch-size", "1"]
     plans: list[tuple[str, str, Path, int, int, list[str], list[int]]] = [
         ("small", "off", small, 64, 1, off, [1, 8, 32]),
@@ -395,6 +411,9 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
                         sides["reference"] = stack.enter_context(canned(reply, UVICORN_TRANSPORT))
                     if binary:
                         sides["floor"] = stack.enter_context(bare(path, request, reply, batch > 1))
+                    if args.baseline:
+                        before = inferplane(path, *extra, checkout=args.baseline)
+                        sides["baseline"] = stack.enter_context(before)
                     for c in concurrencies:
                         row = measure(server, sides, f"/v2/models/{name}/infer", script, c,
                                       path, batch, d)  # fmt: skip
@@ -433,7 +452,7 @@ def measure(
     for _ in range(max(1, round(duration))):
         runs["server"].append(wrk(server.port, path, script, c, 1, server.proc.pid))
         for name, side in sides.items():
-            side_path = path if name == "floor" else "/x"
+            side_path = path if name in ("floor", "baseline") else "/x"
             runs[name].append(wrk(side.port, side_path, script, c, 1, side.proc.pid))
         compute = max(compute, compute_limit(model, threads, rows, 0.5))
     rows_in, calls, seconds = (b - a for a, b in zip(before, batch_stats(server.port), strict=True))
@@ -450,13 +469,19 @@ def measure(
     def cpu(name: str) -> str:
         return f"{1e6 * loads[name].server_cores / loads[name].rps:.0f}" if name in loads else "-"
 
+    baseline = ""
+    if "baseline" in loads:
+        b = loads["baseline"]
+        baseline = (
+            f" {b.rps:,.0f} | {b.p50_ms:.2f} | {100 * s.rps / b.rps:.0f} % | {cpu('baseline')} |"
+        )
     return (
         f"{s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {compute:,.0f} | "
         f"{'-' if wide is None else f'{wide:,.0f}'} | {t.rps:,.0f} | {rate('reference')} | "
         f"{rate('floor')} | {share('server')} | {share('floor')} | {cpu('server')} | "
         f"{cpu('transport')} | {cpu('floor')} | {s.client_cores:.2f} | {s.server_cores:.2f} | "
         f"{sum(x.errors for x in loads.values())} | "
-        f"{rows_in / max(calls, 1):.1f} | {1e3 * seconds / max(calls, 1):.2f} |"
+        f"{rows_in / max(calls, 1):.1f} | {1e3 * seconds / max(calls, 1):.2f} |{baseline}"
     )
 
 

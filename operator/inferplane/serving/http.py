@@ -191,6 +191,8 @@ class Connection(asyncio.Protocol):
         self._unparsed: bytes | memoryview = b""
         """Received, not yet parsed: held while an earlier request is answered."""
         self._pumping = False
+        self._eof = False
+        """The client closed its side: answer what it sent, then close."""
         self._reading = True
         self._write_paused = False
         self._deadline: float | None = None
@@ -227,6 +229,14 @@ class Connection(asyncio.Protocol):
         self._unparsed = bytes(self._unparsed) + data if self._unparsed else data
         if not self._pumping:
             self._pump()
+
+    def eof_received(self) -> bool:
+        """The client will send nothing more: answer what it sent (a request cut short gets
+        400), then close; keep the transport open for writing meanwhile."""
+        self._eof = True
+        if not self._pumping:
+            self._pump()
+        return True
 
     def pause_writing(self) -> None:
         """The client does not read its answers fast enough: answer and read nothing more."""
@@ -334,7 +344,19 @@ class Connection(asyncio.Protocol):
             # A request was just answered (bytes that begin none leave the deadline as it is).
             self._deadline = self._loop.time() + self._limits.idle_timeout_s
             self._deadline_status = 0
+        if self._eof and self._current is None and not self._waiting and not self._unparsed:
+            self._at_eof()
         self._flow()
+
+    def _at_eof(self) -> None:
+        transport = self._transport
+        if self._ending or transport is None:
+            return
+        if self._receiving:
+            self._refuse(400, "the connection ended in the middle of a request")
+        else:
+            self._ending = True
+            transport.close()
 
     def _flow(self) -> None:
         """Read while nothing is held unparsed and the client reads its answers."""
