@@ -13,7 +13,7 @@ from tests.cluster.profile import Profile
 from inferplane.api import v1alpha1
 from inferplane.control import builders, planner
 from inferplane.control.inventory import Inventory
-from inferplane.control.observed import Artifact, Observed
+from inferplane.control.observed import Artifact, Child, Observed, PoolState
 from inferplane.control.settings import OperatorSettings
 from inferplane.devices import DeviceClass
 
@@ -35,14 +35,19 @@ def _spec(**fields: Any) -> v1alpha1.InferenceModelSpec:
     return v1alpha1.validate_spec({"source": ONNX, **fields})
 
 
-def _converted(spec: v1alpha1.InferenceModelSpec, inventory: Inventory, **kw: Any) -> planner.Plan:
+def _converted(
+    spec: v1alpha1.InferenceModelSpec,
+    inventory: Inventory,
+    previous: v1alpha1.InferenceModelStatus | None = None,
+    **kw: Any,
+) -> planner.Plan:
     """The plan once every target's artifact is in the store."""
     targets, _ = planner.choose(spec, inventory, SETTINGS.devices)
     keys = {planner.known_key(spec, planner.target_options(spec, t)) for t in targets}
     artifacts = {k: Artifact(k, "f" * 64) for k in keys if k}
     return planner.plan(
-        model=MODEL, spec=spec, inventory=inventory, previous=None, settings=SETTINGS, now=NOW,
-        observed=Observed(artifacts=artifacts, **kw),
+        model=MODEL, spec=spec, inventory=inventory, previous=previous, settings=SETTINGS,
+        now=NOW, observed=Observed(artifacts=artifacts, **kw),
     )  # fmt: skip
 
 
@@ -232,3 +237,31 @@ def test_a_changed_claim_spec_is_a_new_template() -> None:
     other = builders.claim_template_spec(offer, min_memory="24Gi")
     assert builders.claim_template_name("p", one) == builders.claim_template_name("p", one)
     assert builders.claim_template_name("p", one) != builders.claim_template_name("p", other)
+
+
+def test_a_cordoned_dra_pool_keeps_serving_with_its_claim_template() -> None:
+    """Make-before-break for DRA pools: the T4 DRA node cordoned, its pool is retained and so
+    is the claim template its pods were made from (a restarted pod needs it)."""
+    spec = _spec(devices=["nvidia"])
+    before = _converted(spec, _inventory(DRA))
+    t4 = next(t for t in before.targets if t.product == "T4")
+    pool = planner.pool_name("lenet", t4)
+    (template,) = [n for n in _named(before, "ResourceClaimTemplate") if n.startswith(f"{pool}-")]
+    cordoned = [n.manifest() for n in DRA.nodes]
+    for node in cordoned:
+        if node["metadata"]["name"] == "kwok-t4-dra-0":
+            node["spec"]["unschedulable"] = True
+    inventory = Inventory.from_nodes(cordoned, SETTINGS.devices, DRA.resource_slices())
+    previous = v1alpha1.InferenceModelStatus.model_validate(before.status)
+    after = _converted(
+        spec, inventory, previous=previous,
+        pools={pool: PoolState(pool, t4.key, 1, 1, 1, True)},
+        children=(
+            Child("apps/v1", "Deployment", pool),
+            Child("resource.k8s.io/v1", "ResourceClaimTemplate", template),
+        ),
+    )  # fmt: skip
+    assert ("resource.k8s.io/v1", "ResourceClaimTemplate", template) not in after.delete
+    assert ("apps/v1", "Deployment", pool) not in after.delete
+    retained = [t for t in after.status["targets"] if t.get("phase") == "Retained"]
+    assert [(t["product"], t["deviceRequest"]) for t in retained] == [("T4", "DRA")]
