@@ -275,6 +275,38 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+OWNED = ("deployments", "services", "horizontalpodautoscalers", "poddisruptionbudgets", "jobs")
+
+
+def objects_per_model(cluster: handle.Cluster, namespace: str) -> dict[str, list[str]]:
+    """Per model uid, the kinds of the objects it owns (Jobs shared by several count for each)."""
+    owned: dict[str, list[str]] = {}
+    for plural in OWNED:
+        for obj in cluster.get(plural, namespace=namespace):
+            for ref in obj["metadata"].get("ownerReferences") or []:
+                owned.setdefault(ref["uid"], []).append(obj["kind"])
+    return owned
+
+
+def objects_per_shape(cluster: handle.Cluster, namespace: str) -> list[str]:
+    """Per model shape (its devices), the objects a model owns, e.g. ``cpu: Deployment 1,
+    Service 1 (2 in all)``: what every model costs the cluster besides its status and Events."""
+    owned = objects_per_model(cluster, namespace)
+    shapes: dict[str, list[list[str]]] = {}
+    for model in cluster.get("inferencemodels", namespace=namespace):
+        shape = ",".join(model["spec"]["devices"])
+        shapes.setdefault(shape, []).append(owned.get(model["metadata"]["uid"], []))
+    lines = []
+    for shape, kinds in sorted(shapes.items()):
+        counts: dict[str, float] = {}
+        for one in kinds:
+            for kind in one:
+                counts[kind] = counts.get(kind, 0) + 1 / len(kinds)
+        parts = ", ".join(f"{kind} {n:g}" for kind, n in sorted(counts.items()))
+        lines.append(f"{shape} ({len(kinds)} models): {parts} ({sum(counts.values()):g} in all)")
+    return lines
+
+
 def _misplaced(cluster: handle.Cluster, namespace: str) -> tuple[int, int]:
     nodes = {n["metadata"]["name"]: n for n in cluster.get("nodes")}
     pods = [
@@ -361,6 +393,7 @@ def run(nodes: int, models: int, timeout: float, clients: int = 1) -> dict[str, 
                 (datetime.fromisoformat(cond["lastTransitionTime"]) - created).total_seconds()
             )
         wrong, pods = _misplaced(cluster, namespace)
+        objects = objects_per_shape(cluster, namespace)
         return {
             "nodes": nodes,
             "models": models,
@@ -379,6 +412,7 @@ def run(nodes: int, models: int, timeout: float, clients: int = 1) -> dict[str, 
             "writes_per_model": round(writes / models, 2) if writes >= 0 else None,
             "server_pods": pods,
             "misplaced": wrong,
+            "objects_per_model": objects,
             "operator_log": str(work / "operator.log"),
             "api_requests": requests,
             "controller_queues": queues,

@@ -431,8 +431,7 @@ def test_a_single_pool_fixed_model_costs_at_most_six_writes(
         time.sleep(3)  # the reconciles the last status changes wake
     finally:
         process.stop()
-    kinds = "deployments,services,hpa,pdb,jobs"
-    names = cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.split()
-    assert sorted(n.split("/")[0] for n in names) == ["deployment.apps", "service"]
+    shapes = operator_scale.objects_per_shape(cluster, namespace)
+    assert shapes == ["cpu (1 models): Deployment 1, Service 1 (2 in all)"]
     found = re.findall(r"API writes: (\d+)", (tmp_path / "operator.log").read_text())
     assert found and int(found[-1]) <= 6, found
