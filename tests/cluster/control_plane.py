@@ -25,6 +25,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +182,15 @@ def _apply_cluster_objects(state: State) -> None:
 def _publish_devices(state: State) -> None:
     """For nodes offering devices through DRA: the DeviceClasses the drivers' charts install and
     the ResourceSlices their kubelet plugins would publish (the tooling acts as the drivers)."""
-    if not state.profile.dra:
-        return
-    items = [*profile_mod.DEVICE_CLASSES, *state.profile.resource_slices()]
+    if state.profile.dra:
+        publish_devices(state, state.profile.nodes)
+
+
+def publish_devices(state: State, nodes: Iterable[profile_mod.Node]) -> None:
+    """Install the DRA drivers' DeviceClasses and publish the ResourceSlices of ``nodes`` (those
+    of them offering devices through DRA); idempotent (server-side apply)."""
+    slices = [s for s in (n.resource_slice() for n in nodes) if s is not None]
+    items = [*profile_mod.DEVICE_CLASSES, *slices]
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     result = kubectl(state, "apply", "--server-side", "-f", "-", stdin=manifest)
     if result.returncode != 0:

@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Devices offered through Dynamic Resource Allocation, on the real test cluster: kwok nodes
-without extended resources or GPU feature discovery labels, the drivers' DeviceClasses, and
-ResourceSlices with the drivers' attributes (the test plays the drivers' part). The real
-scheduler allocates the claims of the operator's ResourceClaimTemplates; kwok runs the pods.
+"""Devices offered through Dynamic Resource Allocation, on the real test cluster: kwok nodes (A100,
+T4, Ascend 910B) without extended resources or GPU feature discovery labels, the drivers'
+DeviceClasses, and ResourceSlices with the drivers' attributes (the test plays the drivers'
+part). The real scheduler allocates the claims of the operator's ResourceClaimTemplates; kwok
+runs the pods.
 
-The session cluster's device-plugin GPU nodes are cordoned for the pure-DRA test and serve
-beside the DRA nodes in the mixed one.
+The session cluster's device-plugin GPU and Ascend 910 nodes are cordoned for the pure-DRA test;
+its GPU nodes serve beside the DRA nodes in the mixed one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cluster import handle
+from tests.cluster import control_plane, handle
 from tests.cluster import profile as profile_mod
 from tests.e2e import operator_process as op
 
@@ -24,22 +25,20 @@ from inferplane import products
 
 DRA_NODES = tuple(
     profile_mod.Node(f"kwok-{p.prefix}-0", p, index=200 + i)
-    for i, p in enumerate(profile_mod.NVIDIA_DRA_PRODUCTS)
+    for i, p in enumerate((*profile_mod.NVIDIA_DRA_PRODUCTS, profile_mod.ASCEND910_DRA))
 )
-"""One A100 and one T4 node offering their GPUs through DRA (``gpu.nvidia.com``)."""
+"""One A100 and one T4 node offering their GPUs through DRA (``gpu.nvidia.com``), one Ascend
+910B node offering its NPUs through DRA (``npu.huawei.com``)."""
+PRODUCT_ATTRIBUTE = {"gpu.nvidia.com": "productName", "npu.huawei.com": "deviceType"}
 
 
 @pytest.fixture(scope="module")
 def dra_nodes(cluster: handle.Cluster) -> Iterator[dict[str, str]]:
     """The DRA nodes, their slices and the DeviceClasses; node name → canonical product."""
     op.install_crd(cluster)
-    nodes = [n.manifest() for n in DRA_NODES]
-    slices = [n.resource_slice() for n in DRA_NODES]
-    items = [*profile_mod.DEVICE_CLASSES, *nodes, *slices]
-    cluster.kubectl(
-        "apply", "--server-side", "-f", "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-    )  # fmt: skip
+    nodes = {"apiVersion": "v1", "kind": "List", "items": [n.manifest() for n in DRA_NODES]}
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(nodes))
+    control_plane.publish_devices(cluster.state, DRA_NODES)  # what `up --nvidia-dra` does
     handle.wait_until(
         lambda: all(
             any(c["type"] == "Ready" and c["status"] == "True"
@@ -70,8 +69,9 @@ def operator(cluster: handle.Cluster, dra_nodes: dict[str, str], tmp_path: Path)
 
 
 @pytest.fixture
-def plugin_gpus_cordoned(cluster: handle.Cluster) -> Iterator[None]:
-    names = [n.name for n in cluster.nodes.of_class("nvidia")]
+def plugin_devices_cordoned(cluster: handle.Cluster) -> Iterator[None]:
+    """The session's device-plugin GPU and Ascend 910 nodes take no new pods."""
+    names = [n.name for c in ("nvidia", "ascend910") for n in cluster.nodes.of_class(c)]
     for name in names:
         cluster.kubectl("cordon", name)
     try:
@@ -116,19 +116,21 @@ def _device_product(node: str, device: str) -> str:
     spec = next(n.resource_slice() for n in DRA_NODES if n.name == node)
     assert spec is not None
     (found,) = [d for d in spec["spec"]["devices"] if d["name"] == device]
-    return products.canonical(found["attributes"]["productName"]["string"])
+    attribute = PRODUCT_ATTRIBUTE[spec["spec"]["driver"]]
+    return products.canonical(found["attributes"][attribute]["string"])
 
 
-def test_an_auto_model_claims_dra_gpus_by_product(
+def test_an_auto_model_claims_dra_devices_by_product(
     cluster: handle.Cluster,
-    plugin_gpus_cordoned: None,
+    plugin_devices_cordoned: None,
     operator: None,
     dra_nodes: dict[str, str],
     namespace: str,
 ) -> None:
-    """DRA A100 and T4 nodes, device-plugin Ascend nodes and CPU nodes: one pool per class
-    and product; each GPU pod's claim is allocated a device of its product on a node of that
-    product; no pod requests nvidia.com/gpu; the status names each pod's device."""
+    """DRA A100, T4 and Ascend 910B nodes, a device-plugin Ascend 310P node and CPU nodes: one
+    pool per class and product; each device pod's claim is allocated by the scheduler to a
+    device of its product on a node of that product; no pod requests nvidia.com/gpu; cpu pods
+    stay off the DRA nodes; the status names each pod's device."""
     cluster.apply(op.model("lenet"), namespace=namespace)
     body = op.wait_phase(cluster, namespace, "lenet", "Converting", timeout=90)
     targets = {
@@ -136,39 +138,45 @@ def test_an_auto_model_claims_dra_gpus_by_product(
         for t in body["status"]["targets"]
     }
     assert targets == {
-        ("ascend910", None, "DevicePlugin"), ("ascend310", "Ascend310P3", "DevicePlugin"),
+        ("ascend910", None, "DRA"), ("ascend310", "Ascend310P3", "DevicePlugin"),
         ("nvidia", "A100-SXM4-40GB", "DRA"), ("nvidia", "T4", "DRA"), ("cpu", None, None),
     }  # fmt: skip
     _release(cluster, namespace, 5)
     body = op.wait_phase(cluster, namespace, "lenet", "Ready", timeout=120)
     pods = _server_pods(cluster, namespace)
     assert len(pods) == 5
-    gpu_pods = 0
+    driver_of = {"nvidia": "gpu.nvidia.com", "ascend910": "npu.huawei.com"}
+    claimed = 0
     for pod in pods:
         for container in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
             assert "nvidia.com/gpu" not in (container.get("resources") or {}).get("limits", {})
         labels = pod["metadata"]["labels"]
         node = pod["spec"]["nodeName"]
-        if labels["inferplane.io/device-class"] == "nvidia":
-            gpu_pods += 1
-            wanted = labels["inferplane.io/product"]
+        device_class = labels["inferplane.io/device-class"]
+        if device_class in driver_of:
+            claimed += 1
             result = _allocation(cluster, namespace, pod)
-            assert result["driver"] == "gpu.nvidia.com" and result["pool"] == node
-            assert dra_nodes[node] == wanted
-            assert _device_product(node, result["device"]) == wanted
+            assert result["driver"] == driver_of[device_class] and result["pool"] == node
+            product = _device_product(node, result["device"])
+            assert dra_nodes[node] == product
+            if device_class == "nvidia":
+                assert product == labels["inferplane.io/product"]
+            else:
+                assert product.startswith("Ascend910")
         else:
             assert node not in dra_nodes, f"{labels} landed on DRA node {node}"
             assert "resourceClaims" not in pod["spec"]
-    assert gpu_pods == 2
+    assert claimed == 3
     for target in body["status"]["targets"]:
-        if target["deviceClass"] == "nvidia":
+        if target.get("deviceRequest") == "DRA":
             (allocated,) = target["allocated"]
-            assert dra_nodes[allocated["node"]] == target["product"]
-            assert allocated["driver"] == "gpu.nvidia.com"
+            assert allocated["driver"] == driver_of[target["deviceClass"]]
+            if target["deviceClass"] == "nvidia":
+                assert dra_nodes[allocated["node"]] == target["product"]
         else:
             assert not target.get("allocated")
     templates = cluster.get("resourceclaimtemplates", namespace=namespace)
-    assert len(templates) == 2
+    assert len(templates) == 3
     for template in templates:
         assert template["metadata"]["ownerReferences"][0]["kind"] == "InferenceModel"
 
