@@ -97,6 +97,7 @@ class Built:
     size_bytes: int
     build_seconds: float
     cached: bool
+    export_seconds: float = 0.0
 
     @property
     def local(self) -> str:
@@ -222,8 +223,16 @@ def _size(reference: str, log: Path) -> int:
     return sum(int(layer["size"]) for layer in manifest["layers"])
 
 
-def bud_command(image: Image, base_image: str, tags: Iterable[str]) -> list[str]:
-    """The buildah command line that builds ``image`` on ``base_image`` from the wheel cache."""
+def bud_command(
+    image: Image,
+    base_image: str,
+    tags: Iterable[str],
+    *,
+    root: Path = ROOT,
+    no_cache: bool = False,
+) -> list[str]:
+    """The buildah command line that builds ``image`` on ``base_image`` from the wheel cache,
+    with the checkout ``root`` as context (``no_cache``: no layer of an earlier build)."""
     args = {
         "BASE": base_image,
         "PIP_FIND_LINKS": "/wheels",
@@ -241,25 +250,29 @@ def bud_command(image: Image, base_image: str, tags: Iterable[str]) -> list[str]
         "--http-proxy=false",
         "--volume",
         f"{wheels_dir()}:/wheels:ro",
+        *(["--no-cache"] if no_cache else []),
         "-f",
-        str(image.dockerfile),
+        str(root / image.dockerfile.relative_to(ROOT)),
     ]
     for name, value in args.items():
         command += ["--build-arg", f"{name}={value}"]
     for tag in tags:
         command += ["--tag", tag]
-    return [*command, str(ROOT)]
+    return [*command, str(root)]
 
 
-def _build(image: Image, base: base_mod.Base, key: str, log: Path) -> Built:
+def _build(
+    image: Image, base: base_mod.Base, key: str, log: Path, root: Path, no_cache: bool
+) -> Built:
     archive = archive_path(image.name, key)
     reference = image.reference()
     local = f"localhost/inferplane/{image.name}:{key}"
     start = time.monotonic()
-    if not tools.image_exists(local):
+    if no_cache or not tools.image_exists(local):
         ensure_wheels(image.extras(), log)
         tools.say(f"{image.name}: building {reference} (key {key})")
-        tools.run(bud_command(image, base.image, [local, reference]), log)
+        command = bud_command(image, base.image, [local, reference], root=root, no_cache=no_cache)
+        tools.run(command, log)
     else:
         tools.run(["buildah", "tag", local, reference], log)
     seconds = time.monotonic() - start
@@ -269,7 +282,16 @@ def _build(image: Image, base: base_mod.Base, key: str, log: Path) -> Built:
     tools.run(["buildah", "push", "--quiet", local, f"oci-archive:{partial}:{reference}"], log)
     partial.rename(archive)
     export_seconds = time.monotonic() - start
-    built = Built(image.name, reference, key, archive, _size(local, log), seconds, cached=False)
+    built = Built(
+        image.name,
+        reference,
+        key,
+        archive,
+        _size(local, log),
+        seconds,
+        cached=False,
+        export_seconds=export_seconds,
+    )
     _record(archive).write_text(
         json.dumps(
             {
@@ -286,11 +308,23 @@ def _build(image: Image, base: base_mod.Base, key: str, log: Path) -> Built:
         if stale != archive:
             stale.unlink(missing_ok=True)
             _record(stale).unlink(missing_ok=True)
+    _forget_older(image.name, local, log)
     tools.say(
         f"{image.name}: {reference} {built.size_bytes / 1e6:.0f} MB, built in {seconds:.0f} s, "
         f"exported in {export_seconds:.0f} s"
     )
     return built
+
+
+def _forget_older(name: str, keep: str, log: Path) -> None:
+    """Untag the older builds of image ``name`` in buildah's storage (their layers that the new
+    build shares stay), so that disk use does not grow with every source change."""
+    listing = json.loads(tools.output(["buildah", "images", "--json"], log) or "[]")
+    prefix = f"localhost/inferplane/{name}:"
+    for entry in listing:
+        for tag in entry.get("names") or []:
+            if tag.startswith(prefix) and tag != keep:
+                subprocess.run(["buildah", "rmi", tag], capture_output=True, check=False)
 
 
 def _cached(image: Image, key: str) -> Built | None:
@@ -307,12 +341,16 @@ def _cached(image: Image, key: str) -> Built | None:
         int(data["size_bytes"]),
         float(data["build_seconds"]),
         cached=True,
+        export_seconds=float(data.get("export_seconds", 0.0)),
     )
 
 
-def ensure(names: Sequence[str] = tuple(IMAGES)) -> dict[str, Built]:
+def ensure(
+    names: Sequence[str] = tuple(IMAGES), *, root: Path = ROOT, no_cache: bool = False
+) -> dict[str, Built]:
     """Build what is missing of ``names`` (all by default) and return every one, built or
-    cached. Holds ``$INFERPLANE_CACHE/images/.build.lock`` while it works."""
+    cached. Holds ``$INFERPLANE_CACHE/images/.build.lock`` while it works. ``root``: another
+    checkout (the benchmark's copy); ``no_cache``: build every layer anew."""
     unknown = [n for n in names if n not in IMAGES]
     for name in unknown:
         if name in NOT_BUILT:
@@ -325,8 +363,9 @@ def ensure(names: Sequence[str] = tuple(IMAGES)) -> dict[str, Built]:
         base = base_mod.ensure(log)
         for name in [n for n in IMAGES if n in names]:
             image = IMAGES[name]
-            key = image_key(image, base.key)
-            result[name] = _cached(image, key) or _build(image, base, key, log)
+            key = image_key(image, base.key, root)
+            cached = None if no_cache else _cached(image, key)
+            result[name] = cached or _build(image, base, key, log, root, no_cache)
     return result
 
 
