@@ -180,3 +180,51 @@ def test_bad_tables_are_refused(monkeypatch: pytest.MonkeyPatch, devices: dict[s
     monkeypatch.setenv("INFERPLANE_DEVICES", json.dumps(devices))
     with pytest.raises(errors.SpecError, match="INFERPLANE_"):
         handlers.load_settings()
+
+
+def test_another_dra_driver_is_configured_without_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """INFERPLANE_DEVICES names another GPU driver, its DeviceClass and its product attribute:
+    the inventory finds its devices and the pools' claim templates request that class."""
+    settings = _settings(
+        monkeypatch,
+        {
+            "nvidia": {
+                "draDriver": "gpu.example.com",
+                "deviceClassName": "example-gpus",
+                "draAttributes": {},
+                "productAttributes": ["gpu.example.com/model"],
+                "memoryCapacity": "",
+            }
+        },
+    )
+    device = {"name": "g0", "attributes": {"model": {"string": 'NVIDIA L40S "rev" 2'}}}
+    slice_ = {
+        "spec": {
+            "driver": "gpu.example.com", "nodeName": "n1", "pool": {"name": "n1"},
+            "devices": [device, {**device, "name": "g1"}],
+        }
+    }  # fmt: skip
+    nodes = [_node("n1", {"cpu": "8"}, {}), _node("n2", {"cpu": "8"}, {})]
+    inventory = Inventory.from_nodes(nodes, settings.devices, [slice_])
+    (pool,) = inventory.pools_of(DeviceClass.NVIDIA)
+    assert (pool.product, pool.allocatable, pool.nodes) == ('L40S-"rev"-2', 2, ("n1",))
+    assert inventory.pools_of(DeviceClass.CPU)[0].nodes == ("n2",)
+    spec = v1alpha1.validate_spec(
+        {
+            "source": {"uri": "s3://m/a.onnx", "format": "onnx", "sha256": "a" * 64},
+            "devices": ["nvidia"],
+            "deviceOptions": {"nvidia": {"minMemory": "8Gi"}},
+        }
+    )
+    plan = planner.plan(
+        model=planner.Model("m", "ns", "uid"), spec=spec, inventory=inventory,
+        observed=Observed(), previous=None, settings=settings, now=datetime.now(UTC),
+    )  # fmt: skip
+    (template,) = [m for m in plan.apply if m["kind"] == "ResourceClaimTemplate"]
+    request = template["spec"]["spec"]["devices"]["requests"][0]["exactly"]
+    assert request["deviceClassName"] == "example-gpus"
+    # the raw value, quoted for CEL; no memory selector: the driver publishes no capacity
+    assert [s["cel"]["expression"] for s in request["selectors"]] == [
+        'has(device.attributes["gpu.example.com"].model) && '
+        'device.attributes["gpu.example.com"].model in ["NVIDIA L40S \\"rev\\" 2"]'
+    ]
