@@ -147,14 +147,14 @@ def test_slowloris_head_is_cut_at_the_head_deadline(server: Server) -> None:
     """One byte at a time, the head never ends: 408 at the head deadline (a 1 s tick)."""
     status, message, took = trickle(server, b"GET /v2 HTTP/1.1\r\nX-Slow: a", HEAD_TIMEOUT_S + 5)
     assert status == 408 and "head not received within 2 s" in message
-    assert took < HEAD_TIMEOUT_S + 2.5
+    assert took < HEAD_TIMEOUT_S + 3.5  # deadlines are kept to the tick (1 s)
 
 
 def test_slowloris_body_is_cut_at_the_body_deadline(server: Server) -> None:
     head = b"POST /v2/models/mlp/infer HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{"
     status, message, took = trickle(server, head, BODY_TIMEOUT_S + 5)
     assert status == 408 and "body not received within 3 s" in message
-    assert took < BODY_TIMEOUT_S + 2.5
+    assert took < BODY_TIMEOUT_S + 3.5
 
 
 def test_a_client_that_never_reads_is_cut_and_harms_no_one(server: Server) -> None:
