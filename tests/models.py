@@ -9,7 +9,10 @@ reuse these functions; ``tests/conftest.py`` wraps them in session fixtures.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -184,6 +187,25 @@ def lenet_mindir(directory: Path, checkpoint: Path) -> Path:
     ms.export(net, ms.Tensor(shape=[None, 1, 32, 32], dtype=ms.float32), file_name=str(stem),
               file_format="MINDIR")  # fmt: skip
     return stem.with_suffix(".mindir")
+
+
+def lenet_reference(checkpoint: Path, x: np.ndarray) -> np.ndarray:
+    """LeNet5 with the checkpoint's weights, in MindSpore, in a subprocess (MindSpore's own
+    runtime stays out of the test process)."""
+    program = (
+        "import sys, numpy as np, mindspore as ms; ms.set_device('CPU'); import network;"
+        "net = network.lenet5(); ms.load_param_into_net(net, ms.load_checkpoint(sys.argv[1]));"
+        "x = np.load(sys.argv[2]); np.save(sys.argv[3], net(ms.Tensor(x)).asnumpy())"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        np.save(Path(folder) / "x.npy", x)
+        env = {**os.environ, "PYTHONPATH": str(LENET_DIR)}
+        subprocess.run(
+            [sys.executable, "-c", program, str(checkpoint), f"{folder}/x.npy", f"{folder}/y.npy"],
+            check=True, env=env, timeout=300, capture_output=True,
+        )  # fmt: skip
+        result: np.ndarray = np.load(Path(folder) / "y.npy")
+    return result
 
 
 LENET_INPUT = "x:-1,1,32,32:FP32"

@@ -141,6 +141,8 @@ def argv(
             # How the API server authenticates to kubelets (logs, exec, port-forward).
             f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+            # Node names resolve nowhere here: dial the address the kubelet reports.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             "--requestheader-username-headers=X-Remote-User",
             "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -111,10 +112,26 @@ def ctr(state: NodeState, *args: str, timeout: float = 600) -> subprocess.Comple
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
+def _archive_images(archive: Path) -> set[tuple[str, str]]:
+    """(name, manifest digest) of each image an OCI archive's index names."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        index = json.load(member) if member else {}
+    return {
+        (m.get("annotations", {}).get("org.opencontainers.image.ref.name", ""), m["digest"])
+        for m in index.get("manifests", [])
+    }
+
+
 def load_images(state: NodeState, archives: Iterable[Path]) -> None:
     """Import OCI image archives (``buildah push IMG oci-archive:FILE:NAME``) into containerd,
-    under the names they carry; the kubelet then runs them with ``imagePullPolicy: Never``."""
+    under the names they carry; the kubelet then runs them with ``imagePullPolicy: Never``. An
+    archive whose images containerd already holds (same name, same manifest) is skipped."""
     for archive in archives:
+        listing = ctr(state, "images", "ls").stdout.splitlines()[1:]
+        present = {(line.split()[0], line.split()[2]) for line in listing if len(line.split()) > 2}
+        if _archive_images(archive) <= present:
+            continue
         result = ctr(state, "images", "import", str(archive))
         if result.returncode != 0:
             raise control_plane.ClusterError(f"ctr images import {archive}: {result.stderr}")

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests import models
 from tests.cluster import handle
 from tests.e2e import operator_process as op
 from tests.integration.chart_identity import chart_operator_identity
@@ -73,26 +74,6 @@ def operator(
         process.start()
         stack.callback(process.stop)
         yield process
-
-
-def _reference(checkpoint: Path, x: np.ndarray) -> np.ndarray:
-    """LeNet5 with the checkpoint's weights, in MindSpore, in a subprocess (MindSpore's own
-    runtime stays out of the test process)."""
-    program = (
-        "import sys, numpy as np, mindspore as ms; ms.set_device('CPU'); import network;"
-        "net = network.lenet5(); ms.load_param_into_net(net, ms.load_checkpoint(sys.argv[1]));"
-        "x = np.load(sys.argv[2]); np.save(sys.argv[3], net(ms.Tensor(x)).asnumpy())"
-    )
-    folder = checkpoint.parent
-    np.save(folder / "x.npy", x)
-    env = {**os.environ, "PYTHONPATH": str(LENET_DIR)}
-    subprocess.run(
-        [sys.executable, "-c", program, str(checkpoint), str(folder / "x.npy"),
-         str(folder / "y.npy")],
-        check=True, env=env, timeout=300, capture_output=True,
-    )  # fmt: skip
-    result: np.ndarray = np.load(folder / "y.npy")
-    return result
 
 
 def test_lenet_end_to_end(
@@ -170,7 +151,7 @@ def test_lenet_end_to_end(
         process.wait(timeout=30)
         log.close()
     assert y is not None and y.shape == (3, 10)
-    np.testing.assert_allclose(y, _reference(checkpoint, x), atol=1e-4)
+    np.testing.assert_allclose(y, models.lenet_reference(checkpoint, x), atol=1e-4)
 
     cluster.kubectl("delete", "inferencemodel", "lenet", "-n", namespace)
     kinds = "deployments,services,pdb,hpa,jobs"
