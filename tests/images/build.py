@@ -375,22 +375,19 @@ def load(built: Built) -> str:
     if not tools.image_exists(built.local):
         log = log_path()
         with locked(images_dir() / ".build.lock"):
-            tools.run(["buildah", "pull", "--quiet", f"oci-archive:{built.archive}"], log)
-            tools.run(["buildah", "tag", built.reference, built.local], log)
+            pulled = tools.output(
+                ["buildah", "pull", "--quiet", f"oci-archive:{built.archive}"], log
+            )
+            image_id = pulled.splitlines()[-1].strip()
+            tools.run(["buildah", "tag", image_id, built.local, built.reference], log)
     return built.local
 
 
 def push(built: Built, registry: str, tag: str, *, tls_verify: bool = True) -> str:
     """Push ``built`` as ``<registry>/<name>:<tag>[-variant]`` and return that reference."""
     destination = IMAGES[built.name].reference(registry, tag)
-    subprocess.run(
-        [
-            "buildah",
-            "push",
-            f"--tls-verify={str(tls_verify).lower()}",
-            load(built),
-            f"docker://{destination}",
-        ],
-        check=True,
-    )
+    argv = ["buildah", "push", f"--tls-verify={str(tls_verify).lower()}"]
+    result = subprocess.run([*argv, load(built), f"docker://{destination}"], check=False)
+    if result.returncode != 0:
+        raise tools.ToolError(f"pushing {destination} failed (exit {result.returncode})")
     return destination

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from tests import images, models
-from tests.images import container
+from tests.images import container, tools
 from tests.loopback import free_port
 
 pytestmark = pytest.mark.slow
@@ -197,3 +197,24 @@ def test_operator_image_has_no_model_runtime() -> None:
     code, output = container.run_to_end(image, ["-c", probe], entrypoint=["python"])
     assert code == 0, output
     assert output.split() == ["kopf", "boto3"], output
+
+
+@BUILD_TIMEOUT
+def test_an_archive_loads_back_into_buildah(tmp_path: Path) -> None:
+    """A machine whose buildah storage lost an image (or never had it: the archive came from
+    the cache) gets it back from the archive under both its names."""
+    image = images.for_tests("operator")
+    built = images.ensure(["operator"])["operator"]
+    log = tmp_path / "buildah.log"
+    before = tools.output(
+        ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", image], log
+    )
+    for name in (built.local, built.reference):
+        tools.run(["buildah", "rmi", name], log)
+    assert not tools.image_exists(built.local)
+    assert images.load(built) == built.local
+    after = tools.output(
+        ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", built.reference],
+        log,
+    )
+    assert after == before
