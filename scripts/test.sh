@@ -17,8 +17,8 @@ ruff format --check operator tests examples
 mypy
 lint-imports
 
-echo "== Kubernetes binaries (cached under ${INFERPLANE_CACHE})" >&2
-python -m tests.cluster build
+echo "== Kubernetes binaries, Prometheus and KEDA (cached under ${INFERPLANE_CACHE})" >&2
+python -m tests.cluster build --autoscaling
 
 echo "== pytest" >&2
 status=0

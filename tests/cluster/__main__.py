@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     build_command.add_argument(
         "--autoscaling",
         action="store_true",
-        help="also Prometheus and KEDA (the autoscaling tests on the real node)",
+        help="also Prometheus and KEDA (the autoscaling tests; scripts/test.sh builds them)",
     )
     for name, text in (
         ("up", "start a cluster (or reuse the healthy one in --dir); prints KUBECONFIG=... last"),

@@ -585,7 +585,8 @@ class InferenceModelStatus(_Wire):
     phase: Phase | None = None
     """Pending, Converting, Deploying, Ready, Degraded (some targets failed) or Failed."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Converted, Verified and Ready, with reasons and messages."""
+    """Converted, Verified and Ready (and ScalingSignalUnavailable for metric inflight), with
+    reasons and messages."""
     observed_generation: int | None = None
     """The spec generation the status describes."""
     targets: list[TargetStatus] = Field(default_factory=list)
