@@ -156,7 +156,7 @@ def serve(**options: Any) -> None:
 @click.option("--device-spec", help="GPU product (tensorrt) or SoC version (om), e.g. Ascend310P3.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--batch", help="min,opt,max batch of the dynamic profile, e.g. 1,8,32.")
-@click.option("--store", required=True, help="Artifact store URI (path, file://, pvc://, s3://).")
+@click.option("--store", help="Artifact store URI (path, file://, pvc://, s3://).")
 @click.option("--name", help="Model name written into the manifest (default: the source's stem).")
 @click.option("--sha256", "source_sha256", help="Expected sha256 of the source (http sources).")
 @click.option(
@@ -171,13 +171,33 @@ def serve(**options: Any) -> None:
 @click.option("--rtol", type=float, help="Relative tolerance (default by precision).")
 @click.option("--validation", help="Labelled validation set (.npz with x and y).")
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1), default=0.01, show_default=True)
+@click.option(
+    "--code-id",
+    help="Identity of the network's code for the key, e.g. the image it came from "
+    "(default: a digest of the module's files).",
+)
+@click.option(
+    "--tool-id",
+    help="Identity of the converting tool for the key, e.g. the conversion image "
+    "(default: this machine's tool versions).",
+)
+@click.option(
+    "--stage",
+    type=click.Choice(["all", "fetch", "convert", "publish"]),
+    default="all",
+    show_default=True,
+    help="One stage of a conversion Job: fetch (the source), convert (runs the network's "
+    "code, no store access), publish (to the store).",
+)
+@click.option("--work", help="The directory the stages share (--stage other than all).")
+@click.option("--key", help="The artifact key to publish under (--stage publish; the operator's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the artifact manifest as JSON.")
 @_friendly
 def convert(**options: Any) -> None:
     """Convert a model into a device's format, verify it, and publish it to the store."""
     from inferplane.convert import hit, progress
 
-    if hit.answer(options, progress.Reporter()):
+    if options["stage"] == "all" and hit.answer(options, progress.Reporter()):
         return
     from inferplane.convert import pipeline
 

@@ -206,8 +206,8 @@ def run(models: int, kills: int, seed: int) -> dict[str, Any]:
         inventory = Inventory.from_nodes(cluster.get("nodes"))
         specs = _specs(models)
         hits = [s for i, s in enumerate(specs) if not _converts(i, s)]
-        operator_scale._prefill(work / "store", hits, inventory)
         namespace = cluster.create_namespace("chaos")
+        operator_scale._prefill(work / "store", hits, inventory, namespace)
         operator = op.Operator(cluster, store=f"file://{work / 'store'}", log=work / "operator.log")
         operator.start()
         stop = threading.Event()

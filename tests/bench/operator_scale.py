@@ -38,15 +38,9 @@ from tests.cluster.profile import Profile
 from tests.e2e import operator_process as op
 
 from inferplane.api import v1alpha1
-from inferplane.api.tensors import TensorSpec
-from inferplane.artifacts.manifest import (
-    ArtifactManifest,
-    FileEntry,
-    SourceRef,
-    Verification,
-)
 from inferplane.control import planner
 from inferplane.control.inventory import Inventory
+from inferplane.control.settings import OperatorSettings
 
 TARGETS = {"all_ready_s": 120.0, "peak_rss_mb": 300.0, "writes_per_model": 15.0, "misplaced": 0}
 CHOICES = (["cpu"], ["nvidia"], ["ascend910"], ["ascend310"])
@@ -84,35 +78,16 @@ def models_of(specs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any
     return items
 
 
-def _prefill(store: Path, specs: list[dict[str, Any]], inventory: Inventory) -> int:
+def _prefill(store: Path, specs: list[dict[str, Any]], inventory: Inventory, namespace: str) -> int:
     """Publish an artifact for every target of every model; returns how many artifacts."""
     written = 0
     for raw in specs:
         spec = v1alpha1.validate_spec(raw)
         for target in planner.choose_targets(spec, inventory):
-            options = planner.target_options(spec, target)
-            key = planner.known_key(spec, options)
-            assert key is not None
-            directory = store / key
-            if directory.exists():
-                continue
-            directory.mkdir(parents=True)
-            model = directory / "model.bin"
-            model.write_bytes(key.encode())
-            ArtifactManifest(
-                key=key,
-                model="bench",
-                source=SourceRef(uri=spec.source.uri, format=spec.source.format,
-                                 sha256=spec.source.sha256 or ""),
-                target=options,
-                files=[FileEntry(path="model.bin", sha256=hashlib.sha256(key.encode()).hexdigest(),
-                                 size=len(key))],
-                entrypoint="model.bin",
-                inputs=[TensorSpec.parse("x:-1,64:FP32")],
-                outputs=[TensorSpec.parse("y:-1,10:FP32")],
-                verification=Verification(verified=True, max_abs_error=1e-7),
-            ).write(directory)  # fmt: skip
-            written += 1
+            settings = OperatorSettings()
+            options = planner.cluster_options(spec, target, settings)
+            key = planner.assigned_key(spec, options, namespace=namespace, settings=settings)
+            written += op.publish_artifact(store, key, options)
     return written
 
 
@@ -342,8 +317,8 @@ def run(nodes: int, models: int, timeout: float, clients: int = 1) -> dict[str, 
         op.install_crd(cluster)
         inventory = Inventory.from_nodes(cluster.get("nodes"))
         specs = [_spec(i) for i in range(models)]
-        artifacts = _prefill(work / "store", specs, inventory)
         namespace = cluster.create_namespace("bench")
+        artifacts = _prefill(work / "store", specs, inventory, namespace)
         settled = _settle(cluster)
         operator = op.Operator(cluster, store=f"file://{work / 'store'}", log=work / "operator.log")
         operator.start()

@@ -74,55 +74,45 @@ def _job(fmt: ArtifactFormat, placement: builders.Placement, **settings: Any) ->
         product="T4" if placement.selector else None,
         precision="fp16",
         batch=(1, 8, 32),
-        key_hint="",
+        key="ml.tensorrt-nvidia-t4-abc",
         settings=_settings(**settings),
     )
+
+
+def _steps(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in pod.get("initContainers", []) + pod["containers"]}
 
 
 def test_conversion_job_runs_convert_with_every_option() -> None:
     job = _job(ArtifactFormat.TENSORRT, T4, conversion_labels={"kwok.inferplane.io/hold": "true"})
     spec = job["spec"]
     pod = spec["template"]["spec"]
-    (container,) = pod["containers"]
-    assert container["command"] == [
-        "inferplane",
-        "convert",
-        "--source",
-        "pvc://models/lenet.ckpt",
-        "--format",
-        "mindspore-checkpoint",
-        "--network",
-        "network:lenet5",
-        "--input",
-        "x:-1,1,32,32:FP32",
-        "--to",
-        "tensorrt",
-        "--device",
-        "nvidia",
-        "--device-spec",
-        "T4",
-        "--precision",
-        "fp16",
-        "--batch",
-        "1,8,32",
-        "--store",
-        "s3://store/artifacts",
-        "--name",
-        "lenet",
-        "--samples",
-        "4",
-        "--atol",
-        "0.0001",
-        "--validation",
-        "s3://data/val.npz",
-        "--max-accuracy-drop",
-        "0.01",
-        "--json",
-    ]
-    assert container["image"].endswith("/nvidia:0.1.0")
-    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
-    assert container["envFrom"] == [{"secretRef": {"name": "creds"}}]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    steps = _steps(pod)
+    assert [c["name"] for c in pod["initContainers"]] == ["network-code", "fetch", "convert"]
+    assert [c["name"] for c in pod["containers"]] == ["publish"]
+    common = [
+        "inferplane", "convert", "--source", "pvc://models/lenet.ckpt",
+        "--format", "mindspore-checkpoint", "--network", "network:lenet5",
+        "--input", "x:-1,1,32,32:FP32", "--to", "tensorrt", "--device", "nvidia",
+        "--device-spec", "T4", "--precision", "fp16", "--batch", "1,8,32",
+        "--code-id", "registry.example/lenet-code:1", "--tool-id", _settings().image_nvidia,
+        "--name", "lenet", "--samples", "4", "--atol", "0.0001",
+        "--validation", "s3://data/val.npz", "--max-accuracy-drop", "0.01", "--work", "/work",
+    ]  # fmt: skip
+    assert steps["fetch"]["command"] == [*common, "--stage", "fetch"]
+    assert steps["convert"]["command"] == [*common, "--stage", "convert"]
+    assert steps["publish"]["command"] == [
+        *common, "--stage", "publish", "--store", "s3://store/artifacts",
+        "--key", "ml.tensorrt-nvidia-t4-abc", "--json",
+    ]  # fmt: skip
+    assert job["metadata"]["annotations"]["inferplane.io/artifact-key"] == (
+        "ml.tensorrt-nvidia-t4-abc"
+    )
+    for name in ("fetch", "convert", "publish"):
+        assert steps[name]["image"].endswith("/nvidia:0.1.0")
+        assert steps[name]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert steps["convert"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "nvidia.com/gpu" not in steps["publish"]["resources"]["limits"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "T4"}
     assert pod["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -134,28 +124,78 @@ def test_conversion_job_runs_convert_with_every_option() -> None:
     _restricted(pod)
 
 
+def _credentials(container: dict[str, Any]) -> list[Any]:
+    """Everything in a container that could carry a credential: Secret references in env and
+    envFrom, projected or secret volumes, and credential-looking variable names."""
+    found: list[Any] = list(container.get("envFrom", []))
+    for env in container.get("env", []):
+        if "valueFrom" in env or any(
+            word in env["name"].upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD", "AWS")
+        ):
+            found.append(env)
+    return found
+
+
+@pytest.mark.parametrize("fmt", [ArtifactFormat.TENSORRT, ArtifactFormat.ONNX])
+def test_no_container_running_user_code_holds_a_credential(fmt: ArtifactFormat) -> None:
+    """The user's image (``network-code``) and the step that imports the network's code
+    (``convert``) get no Secret, no store mount and no service-account token; only inferplane's
+    own steps get credentials: fetch the sources' (read), publish the store's."""
+    pod = _job(fmt, T4, source_secret="source-read", store="pvc://artifacts/store")["spec"][
+        "template"
+    ]["spec"]
+    steps = _steps(pod)
+    assert pod["automountServiceAccountToken"] is False
+    assert all(set(v) - {"name"} <= {"emptyDir", "persistentVolumeClaim"} for v in pod["volumes"])
+    for name in ("network-code", "convert"):
+        assert _credentials(steps[name]) == [], name
+        volumes = {m["name"] for m in steps[name]["volumeMounts"]}
+        assert not any(v.startswith("pvc-") for v in volumes), (name, volumes)
+        assert all(m.get("readOnly") for m in steps[name]["volumeMounts"] if m["name"] == "source")
+    assert steps["fetch"]["envFrom"] == [{"secretRef": {"name": "source-read"}}]
+    assert steps["publish"]["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    # The source claim is read-only, in fetch only; the store claim is writable, in publish only.
+    mounts = {n: {m["name"]: m for m in c["volumeMounts"]} for n, c in steps.items()}
+    source, store = (
+        builders.naming.dns_label("pvc", "models"),
+        builders.naming.dns_label("pvc", "artifacts"),
+    )
+    assert mounts["fetch"][source]["readOnly"] is True and store not in mounts["fetch"]
+    assert mounts["publish"][store].get("readOnly") is not True and source not in mounts["publish"]
+    env = {e["name"]: e.get("value") for e in steps["convert"]["env"]}
+    assert env["PYTHONPATH"] == "/network"
+    assert "PYTHONPATH" not in {e["name"] for e in steps["publish"]["env"]}
+    assert "network" not in mounts["publish"] and "network" not in mounts["fetch"]
+
+
+def test_without_a_source_secret_fetch_reads_with_the_stores() -> None:
+    steps = _steps(_job(ArtifactFormat.ONNX, T4)["spec"]["template"]["spec"])
+    assert steps["fetch"]["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    assert "envFrom" not in steps["convert"]
+
+
 def test_network_image_and_source_claim_are_mounted() -> None:
     pod = _job(ArtifactFormat.ONNX, T4)["spec"]["template"]["spec"]
-    (init,) = pod["initContainers"]
+    init = _steps(pod)["network-code"]
     assert init["image"] == "registry.example/lenet-code:1"
     assert init["command"] == ["cp", "-R", "/code/.", "/network"]
-    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
-    assert env["PYTHONPATH"] == "/network"
+    assert [m["name"] for m in init["volumeMounts"]] == ["network"]
     claims = [
         v["persistentVolumeClaim"]["claimName"]
         for v in pod["volumes"]
         if "persistentVolumeClaim" in v
     ]
     assert claims == ["models"]
-    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    mounts = {m["mountPath"] for m in _steps(pod)["fetch"]["volumeMounts"]}
     assert "/mnt/inferplane/pvc/models" in mounts
 
 
 def test_cpu_work_keeps_off_accelerator_nodes() -> None:
     pod = _job(ArtifactFormat.ONNX, T4)["spec"]["template"]["spec"]
+    convert = _steps(pod)["convert"]
     assert "nodeSelector" not in pod and "runtimeClassName" not in pod
-    assert pod["containers"][0]["image"].endswith("/mindspore:0.1.0-cpu")  # export: cpu variant
-    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
+    assert convert["image"].endswith("/mindspore:0.1.0-cpu")  # export: cpu variant
+    assert "nvidia.com/gpu" not in convert["resources"].get("limits", {})
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     keys = {e["key"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
     assert {"nvidia.com/gpu.product", "accelerator", "node-role.kubernetes.io/edge"} <= keys

@@ -14,7 +14,7 @@ from tests.cluster.profile import Profile
 from inferplane.api import v1alpha1
 from inferplane.control import planner
 from inferplane.control.inventory import Inventory, classify
-from inferplane.control.observed import JobPhase, JobState, Observed
+from inferplane.control.observed import Artifact, JobPhase, JobState, Observed
 from inferplane.control.settings import DEFAULT_DEVICES, OperatorSettings
 from inferplane.devices import PROFILES, ArtifactFormat, BackendName, DeviceClass
 
@@ -55,8 +55,10 @@ def _deployment(
         )  # fmt: skip
 
     job = plan(Observed()).targets[0].job or ""
-    result = json.dumps({"key": "k-1", "sha256": "f" * 64})
-    done = plan(Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED, result)}))
+    options = planner.cluster_options(spec, target, settings)
+    key = planner.assigned_key(spec, options, namespace=MODEL.namespace, settings=settings)
+    stored = {key: Artifact(key, "f" * 64)}
+    done = plan(Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED)}, artifacts=stored))
     (deployment,) = [m for m in done.apply if m["kind"] == "Deployment"]
     return target, deployment
 

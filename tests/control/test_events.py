@@ -8,7 +8,6 @@ Time and pod readiness are inputs (``now``, ``PoolState``): the planner stays pu
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from inferplane.api import v1alpha1
 from inferplane.control import inventory as inventory_mod
 from inferplane.control import naming, planner
 from inferplane.control.inventory import Inventory
-from inferplane.control.observed import Child, JobPhase, JobState, Observed, PoolState
+from inferplane.control.observed import Artifact, Child, JobPhase, JobState, Observed, PoolState
 from inferplane.control.settings import OperatorSettings
 from inferplane.devices import DeviceClass
 
@@ -60,8 +59,20 @@ def _spec(**fields: Any) -> v1alpha1.InferenceModelSpec:
     return v1alpha1.validate_spec({"source": CHECKPOINT, **PREFER_T4, **fields})
 
 
-def _result(key: str) -> str:
-    return json.dumps({"key": key, "verification": {"verified": True, "maxAbsError": 1e-7}})
+def _assigned(spec: v1alpha1.InferenceModelSpec) -> str:
+    """The key the operator assigns the first target's conversion (what the store holds once it
+    succeeded: the operator reads results from the store, not from pods)."""
+    target = planner.choose_targets(spec, _inventory(_nodes()))[0]
+    options = planner.cluster_options(spec, target, SETTINGS)
+    return planner.assigned_key(spec, options, namespace="ml", settings=SETTINGS)
+
+
+TRT_T4 = _assigned(_spec())
+ONNX_CPU = _assigned(v1alpha1.validate_spec({"source": CHECKPOINT, "devices": ["cpu"]}))
+
+
+def _stored(key: str) -> dict[str, Artifact]:
+    return {key: Artifact(key, "f" * 64, v1alpha1.TargetVerification(verified=True))}
 
 
 def _plan(
@@ -91,10 +102,11 @@ def _children(*pools: str) -> tuple[Child, ...]:
 def _serving_on_t4(spec: v1alpha1.InferenceModelSpec) -> v1alpha1.InferenceModelStatus:
     """The status of a model whose T4 pool serves (the state before each event)."""
     inventory = _inventory(_nodes())
-    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0])
+    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0], SETTINGS)
     observed = Observed(
-        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result("trt-t4"))},
-        pools={T4: PoolState(T4, "trt-t4", 2, 2, 2, True, 2)},
+        jobs={job: JobState(job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(TRT_T4),
+        pools={T4: PoolState(T4, TRT_T4, 2, 2, 2, True, 2)},
         children=_children(T4),
     )
     status = _status(_plan(spec, inventory, observed))
@@ -141,7 +153,7 @@ def test_cordoning_the_last_node_keeps_the_pool_and_prepares_the_fallback_beside
     spec = _spec()
     previous = _serving_on_t4(spec)
     cordoned = _inventory(_cordon(_nodes()))
-    observed = Observed(pools={T4: _ready(T4, "trt-t4", 2)}, children=_children(T4))
+    observed = Observed(pools={T4: _ready(T4, TRT_T4, 2)}, children=_children(T4))
     plan = _plan(spec, cordoned, observed, previous)
     assert plan.delete == []
     kinds = [(m["kind"], m["metadata"]["name"]) for m in plan.apply]
@@ -160,8 +172,9 @@ def test_cordoning_the_last_node_keeps_the_pool_and_prepares_the_fallback_beside
     # the fallback is ready: the cordoned pool still keeps its pods (cordon is not drain)
     cpu_job = by_label[("cpu", None)].job or ""
     observed = Observed(
-        jobs={cpu_job: JobState(cpu_job, JobPhase.SUCCEEDED, _result("onnx-cpu"))},
-        pools={T4: _ready(T4, "trt-t4", 2), CPU: _ready(CPU, "onnx-cpu")},
+        jobs={cpu_job: JobState(cpu_job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(ONNX_CPU),
+        pools={T4: _ready(T4, TRT_T4, 2), CPU: _ready(CPU, ONNX_CPU)},
         children=_children(T4, CPU),
     )
     later = _plan(spec, cordoned, observed, status)
@@ -171,7 +184,7 @@ def test_cordoning_the_last_node_keeps_the_pool_and_prepares_the_fallback_beside
     # uncordoned: T4 is planned again, the cpu fallback goes once T4 serves
     back = _inventory(_nodes())
     observed = Observed(
-        pools={T4: _ready(T4, "trt-t4", 2), CPU: _ready(CPU, "onnx-cpu")},
+        pools={T4: _ready(T4, TRT_T4, 2), CPU: _ready(CPU, ONNX_CPU)},
         children=_children(T4, CPU),
     )
     again = _plan(spec, back, observed, _status(later))
@@ -183,7 +196,7 @@ def test_a_not_ready_flap_inside_the_grace_changes_nothing() -> None:
     spec = _spec()
     previous = _serving_on_t4(spec)
     flapping = _inventory(_not_ready(_nodes(), NOW - timedelta(seconds=30)))
-    observed = Observed(pools={T4: _ready(T4, "trt-t4", 2)}, children=_children(T4))
+    observed = Observed(pools={T4: _ready(T4, TRT_T4, 2)}, children=_children(T4))
     plan = _plan(spec, flapping, observed, previous)
     assert plan.delete == [] and _status(plan).phase == "Ready"
     assert all(t.device_class is DeviceClass.NVIDIA for t in _status(plan).targets)
@@ -194,9 +207,7 @@ def test_a_class_not_ready_past_the_grace_is_degraded_not_deleted() -> None:
     previous = _serving_on_t4(spec)
     down = _inventory(_not_ready(_nodes(), NOW - timedelta(seconds=600)))
     # the node lifecycle controller marks the pods not ready: still, the pool is not deleted
-    observed = Observed(
-        pools={T4: PoolState(T4, "trt-t4", 2, 0, 2, True, 2)}, children=_children(T4)
-    )
+    observed = Observed(pools={T4: PoolState(T4, TRT_T4, 2, 0, 2, True, 2)}, children=_children(T4))
     plan = _plan(spec, down, observed, previous)
     assert plan.delete == []
     assert any(t.phase == "Retained" for t in _status(plan).targets)
@@ -206,13 +217,14 @@ def test_node_deleted_keeps_the_pool_until_the_replacement_is_ready() -> None:
     spec = _spec()
     previous = _serving_on_t4(spec)
     without_t4 = _inventory([n for n in _nodes() if not _t4(n)])
-    observed = Observed(pools={T4: _ready(T4, "trt-t4", 2)}, children=_children(T4))
+    observed = Observed(pools={T4: _ready(T4, TRT_T4, 2)}, children=_children(T4))
     plan = _plan(spec, without_t4, observed, previous)
     assert plan.delete == []  # its pods still answer: nothing else serves yet
     cpu_job = next(t.job for t in plan.targets if t.device_class is DeviceClass.CPU) or ""
     observed = Observed(
-        jobs={cpu_job: JobState(cpu_job, JobPhase.SUCCEEDED, _result("onnx-cpu"))},
-        pools={T4: _ready(T4, "trt-t4", 2), CPU: _ready(CPU, "onnx-cpu")},
+        jobs={cpu_job: JobState(cpu_job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(ONNX_CPU),
+        pools={T4: _ready(T4, TRT_T4, 2), CPU: _ready(CPU, ONNX_CPU)},
         children=_children(T4, CPU),
     )
     done = _plan(spec, without_t4, observed, _status(plan))
@@ -224,9 +236,7 @@ def test_a_gone_pool_without_ready_pods_goes_at_once() -> None:
     spec = _spec()
     previous = _serving_on_t4(spec)
     without_t4 = _inventory([n for n in _nodes() if not _t4(n)])
-    observed = Observed(
-        pools={T4: PoolState(T4, "trt-t4", 0, 0, 0, True, 2)}, children=_children(T4)
-    )
+    observed = Observed(pools={T4: PoolState(T4, TRT_T4, 0, 0, 0, True, 2)}, children=_children(T4))
     plan = _plan(spec, without_t4, observed, previous)
     assert ("apps/v1", "Deployment", T4) in plan.delete
 
@@ -236,10 +246,11 @@ def test_a_better_class_appearing_keeps_the_old_pool_until_it_serves() -> None:
     spec = _spec()
     cpu_only = _inventory(_nodes(nvidia=0))
     (cpu_target,) = planner.choose_targets(spec, cpu_only)
-    cpu_job = planner.job_of(spec, cpu_target)
+    cpu_job = planner.job_of(spec, cpu_target, SETTINGS)
     observed = Observed(
-        jobs={cpu_job: JobState(cpu_job, JobPhase.SUCCEEDED, _result("onnx-cpu"))},
-        pools={CPU: _ready(CPU, "onnx-cpu")},
+        jobs={cpu_job: JobState(cpu_job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(ONNX_CPU),
+        pools={CPU: _ready(CPU, ONNX_CPU)},
         children=_children(CPU),
     )
     before = _status(_plan(spec, cpu_only, observed))
@@ -250,8 +261,9 @@ def test_a_better_class_appearing_keeps_the_old_pool_until_it_serves() -> None:
     assert _status(plan).phase == "Degraded"  # serving on the retained pool while converting
     t4_job = next(t.job for t in plan.targets if t.product == "T4") or ""
     observed = Observed(
-        jobs={t4_job: JobState(t4_job, JobPhase.SUCCEEDED, _result("trt-t4"))},
-        pools={CPU: _ready(CPU, "onnx-cpu"), T4: _ready(T4, "trt-t4")},
+        jobs={t4_job: JobState(t4_job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(TRT_T4),
+        pools={CPU: _ready(CPU, ONNX_CPU), T4: _ready(T4, TRT_T4)},
         children=_children(CPU, T4),
     )
     done = _plan(spec, with_gpu, observed, _status(plan))
@@ -264,7 +276,7 @@ def test_no_device_left_but_a_cordoned_pool_serves_is_degraded_not_failed() -> N
     )
     previous = _serving_on_t4(spec)
     cordoned = _inventory(_cordon(_nodes()))
-    observed = Observed(pools={T4: _ready(T4, "trt-t4", 2)}, children=_children(T4))
+    observed = Observed(pools={T4: _ready(T4, TRT_T4, 2)}, children=_children(T4))
     plan = _plan(spec, cordoned, observed, previous)
     assert plan.delete == []
     status = _status(plan)
@@ -278,10 +290,11 @@ def test_no_device_left_but_a_cordoned_pool_serves_is_degraded_not_failed() -> N
 def test_a_conflicting_pool_object_is_reported_and_not_applied() -> None:
     spec = v1alpha1.validate_spec({"source": CHECKPOINT, "devices": ["cpu"]})
     inventory = _inventory(_nodes())
-    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0])
+    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0], SETTINGS)
     message = f"Deployment {CPU} exists and is controlled by nobody"
     observed = Observed(
-        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result("onnx-cpu"))},
+        jobs={job: JobState(job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(ONNX_CPU),
         conflicts={("Deployment", CPU): message},
     )
     plan = _plan(spec, inventory, observed)
@@ -304,8 +317,8 @@ def test_a_conflicting_model_service_fails_the_model() -> None:
 def test_selectors_are_the_uid_and_the_pool() -> None:
     spec = v1alpha1.validate_spec({"source": CHECKPOINT, "devices": ["cpu"]})
     inventory = _inventory(_nodes())
-    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0])
-    observed = Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED, _result("onnx-cpu"))})
+    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0], SETTINGS)
+    observed = Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED)}, artifacts=_stored(ONNX_CPU))
     plan = _plan(spec, inventory, observed)
     deployment = next(m for m in plan.apply if m["kind"] == "Deployment")
     assert deployment["spec"]["selector"]["matchLabels"] == {
@@ -327,9 +340,10 @@ def test_selectors_are_the_uid_and_the_pool() -> None:
 def _pool_plan(replicas: dict[str, int], pool: PoolState, *children: Child) -> planner.Plan:
     spec = v1alpha1.validate_spec({"source": CHECKPOINT, "devices": ["cpu"], "replicas": replicas})
     inventory = _inventory(_nodes())
-    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0])
+    job = planner.job_of(spec, planner.choose_targets(spec, inventory)[0], SETTINGS)
     observed = Observed(
-        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result("onnx-cpu"))},
+        jobs={job: JobState(job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(ONNX_CPU),
         pools={CPU: pool},
         children=(Child("apps/v1", "Deployment", CPU), *children),
     )
@@ -337,7 +351,7 @@ def _pool_plan(replicas: dict[str, int], pool: PoolState, *children: Child) -> p
 
 
 def test_turning_autoscaling_on_hands_the_replicas_over_at_the_current_count() -> None:
-    plan = _pool_plan({"min": 3, "max": 10}, _ready(CPU, "onnx-cpu", 3))
+    plan = _pool_plan({"min": 3, "max": 10}, _ready(CPU, ONNX_CPU, 3))
     deployment = next(m for m in plan.apply if m["kind"] == "Deployment")
     assert "replicas" not in deployment["spec"]
     (handover,) = plan.handover
@@ -348,13 +362,13 @@ def test_turning_autoscaling_on_hands_the_replicas_over_at_the_current_count() -
         "spec": {"replicas": 3},
     }
     # more pods ready than the new minimum (an earlier fixed count of 5): none is lost
-    (more,) = _pool_plan({"min": 2, "max": 10}, _ready(CPU, "onnx-cpu", 5)).handover
+    (more,) = _pool_plan({"min": 2, "max": 10}, _ready(CPU, ONNX_CPU, 5)).handover
     assert more["spec"]["replicas"] == 5
 
 
 def test_once_the_autoscaler_exists_the_operator_leaves_replicas_to_it() -> None:
     hpa = Child("autoscaling/v2", "HorizontalPodAutoscaler", CPU)
-    plan = _pool_plan({"min": 3, "max": 10}, _ready(CPU, "onnx-cpu", 7), hpa)
+    plan = _pool_plan({"min": 3, "max": 10}, _ready(CPU, ONNX_CPU, 7), hpa)
     assert plan.handover == []
     assert ("HorizontalPodAutoscaler", CPU) in [
         (m["kind"], m["metadata"]["name"]) for m in plan.apply
@@ -363,7 +377,7 @@ def test_once_the_autoscaler_exists_the_operator_leaves_replicas_to_it() -> None
 
 def test_turning_autoscaling_off_sets_the_count_and_removes_the_autoscaler() -> None:
     hpa = Child("autoscaling/v2", "HorizontalPodAutoscaler", CPU)
-    plan = _pool_plan({"min": 4, "max": 4}, _ready(CPU, "onnx-cpu", 7), hpa)
+    plan = _pool_plan({"min": 4, "max": 4}, _ready(CPU, ONNX_CPU, 7), hpa)
     deployment = next(m for m in plan.apply if m["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == 4
     assert plan.handover == []
@@ -371,10 +385,10 @@ def test_turning_autoscaling_off_sets_the_count_and_removes_the_autoscaler() -> 
 
 
 def test_a_single_replica_gets_no_budget_and_one_pool_no_pool_service() -> None:
-    plan = _pool_plan({"min": 1, "max": 1}, _ready(CPU, "onnx-cpu"))
+    plan = _pool_plan({"min": 1, "max": 1}, _ready(CPU, ONNX_CPU))
     assert [m["kind"] for m in plan.apply] == ["Deployment", "Service"]
     assert "PoolReady" not in [e.reason for e in plan.events]  # "Ready" says it once
-    two = _pool_plan({"min": 2, "max": 2}, _ready(CPU, "onnx-cpu", 2))
+    two = _pool_plan({"min": 2, "max": 2}, _ready(CPU, ONNX_CPU, 2))
     assert [m["kind"] for m in two.apply] == ["Deployment", "PodDisruptionBudget", "Service"]
 
 
@@ -387,14 +401,15 @@ def test_a_failed_conversion_is_recorded_and_not_resurrected_when_its_job_goes()
     )
     inventory = _inventory(_nodes())
     (target,) = planner.choose_targets(spec, inventory)
-    job = planner.job_of(spec, target)
+    job = planner.job_of(spec, target, SETTINGS)
     failed = _plan(
         spec, inventory, Observed(jobs={job: JobState(job, JobPhase.FAILED, "network: boom")})
     )
     status = _status(failed)
     (record,) = status.failed_conversions
     assert record.job == job and record.target == "cpu" and record.message == "network: boom"
-    assert record.key == planner.known_key(spec, planner.target_options(spec, target))
+    options = planner.cluster_options(spec, target, SETTINGS)
+    assert record.key == planner.assigned_key(spec, options, namespace="ml", settings=SETTINGS)
     assert record.key and record.key in failed.status["failedConversions"][0]["key"]
     # the Job expired by its TTL (or the operator restarted): no new Job, still Failed
     again = _plan(spec, inventory, Observed(), status)
@@ -419,7 +434,7 @@ def test_a_failed_conversion_is_recorded_and_not_resurrected_when_its_job_goes()
 def test_a_failed_tensorrt_build_is_not_rebuilt_while_onnx_serves() -> None:
     spec = _spec()
     inventory = _inventory(_nodes())
-    trt = planner.job_of(spec, planner.choose_targets(spec, inventory)[0])
+    trt = planner.job_of(spec, planner.choose_targets(spec, inventory)[0], SETTINGS)
     first = _plan(
         spec, inventory, Observed(jobs={trt: JobState(trt, JobPhase.FAILED, "trtexec: oom")})
     )
@@ -435,7 +450,7 @@ def test_a_failed_tensorrt_build_is_not_rebuilt_while_onnx_serves() -> None:
 def test_jobs_no_longer_planned_are_deleted_or_left_to_their_other_owners() -> None:
     spec = v1alpha1.validate_spec({"source": CHECKPOINT, "devices": ["cpu"]})
     inventory = _inventory(_nodes())
-    planned = planner.job_of(spec, planner.choose_targets(spec, inventory)[0])
+    planned = planner.job_of(spec, planner.choose_targets(spec, inventory)[0], SETTINGS)
     mine = MODEL.owner(controller=False)
     other = {**mine, "name": "twin", "uid": "uid-2"}
     observed = Observed(

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.cluster import pki
 
 from inferplane import errors
 from inferplane.control import handlers, kube
@@ -72,7 +73,7 @@ def test_rest_paths(
     assert kube.path_of(api_version, kind, namespace=namespace, name=name) == path
 
 
-def test_kubeconfig_with_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kubeconfig_with_a_token(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
@@ -81,12 +82,44 @@ def test_kubeconfig_with_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "insecure-skip-tls-verify: true}}]\n"
         "users: [{name: u, user: {token: abc}}]\n"
     )
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    loaded = kube.load_config(str(config))
-    assert (loaded.server, loaded.token, loaded.ssl) == ("https://127.0.0.1:6443", "abc", False)
+    loaded = kube.load_config(str(config), environ={})
+    assert (loaded.server, loaded.authorization(), loaded.ssl) == (
+        "https://127.0.0.1:6443",
+        "Bearer abc",
+        False,
+    )
+    info = handlers.connection_info(loaded)
+    assert (info.server, info.scheme, info.token, info.insecure) == (
+        "https://127.0.0.1:6443",
+        "Bearer",
+        "abc",
+        True,
+    )
     config.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
-    with pytest.raises(errors.KubeError, match="incomplete"):
-        kube.load_config(str(config))
+    with pytest.raises(
+        errors.KubeError, match=f"cannot log in to Kubernetes with kubeconfig {config}"
+    ):
+        kube.load_config(str(config), environ={})
+
+
+def test_in_cluster_login_uses_the_service_host_and_rereads_the_token(tmp_path: Path) -> None:
+    """``KUBERNETES_SERVICE_HOST``/``PORT`` (no DNS name), an IPv6 host in brackets, and the
+    token file read again by the official client once its minute is up."""
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("first")
+    pki.generate(tmp_path / "pki")
+    (account / "ca.crt").write_bytes((tmp_path / "pki" / "ca.crt").read_bytes())
+    environ = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+    loaded = kube.load_config(environ=environ, service_account=account)
+    assert loaded.server == "https://[fd00::1]:6443"
+    assert loaded.authorization() == "bearer first"
+    (account / "token").write_text("second")
+    assert loaded.authorization() == "bearer first"  # cached for a minute, as client-go does
+    assert loaded.reload is not None
+    assert loaded.reload().authorization() == "bearer second"
+    with pytest.raises(errors.KubeError, match="cannot log in to Kubernetes with kubeconfig"):
+        kube.load_config(environ={"KUBECONFIG": str(tmp_path / "absent")})
 
 
 def test_only_node_changes_that_move_pools_count() -> None:

@@ -59,8 +59,6 @@ def test_job_phases_and_the_last_attempts_message() -> None:
         JobPhase.FAILED,
     ]
     assert seen.jobs["c"].message == "second try"
-    assert seen.jobs["b"].result is not None and seen.jobs["b"].result.key == "onnx-cpu-1"
-    assert seen.jobs["c"].result is None
 
 
 def test_failed_job_without_pod_message_uses_the_job_condition() -> None:
@@ -141,20 +139,6 @@ def test_deployment_rollout_state() -> None:
     assert not rolling.up_to_date
     stale = observed.from_objects(deployments=[deployment(3, 2, 2, 2, 2)]).pools["p"]
     assert not stale.up_to_date
-
-
-def test_result_from_the_log_of_convert_json() -> None:
-    log = (
-        "inferplane: export onnx ... 1.2 s\n"
-        '{\n  "nested": {\n  }\n}\n'
-        "inferplane: artifact onnx-cpu-1 at /store/onnx-cpu-1\n"
-        '{\n  "key": "onnx-cpu-1",\n'
-        '  "verification": {"verified": false, "reason": "no GPU"}\n}\n'
-    )
-    result = observed.result_from_log(log)
-    assert result is not None and result.key == "onnx-cpu-1"
-    assert result.verification is not None and result.verification.reason == "no GPU"
-    assert observed.result_from_log("inferplane: error: boom\n") is None
 
 
 def test_allocations_name_each_ready_pods_device_from_its_claim() -> None:

@@ -251,16 +251,28 @@ def test_second_model_joins_a_shared_job_as_owner() -> None:
     assert plan.join == [job]
 
 
-def _result(key: str = "onnx-cpu-abc") -> str:
-    return json.dumps(
-        {"key": key, "sha256": "f" * 64, "verification": {"verified": True, "maxAbsError": 3e-8}}
-    )
+VERIFIED = v1alpha1.TargetVerification(verified=True, max_abs_error=3e-8)
+
+
+def _key(spec: v1alpha1.InferenceModelSpec, device_class: DeviceClass = DeviceClass.CPU) -> str:
+    """The key the operator assigns the conversion of ``spec``'s target of ``device_class``."""
+    for target in planner.choose_targets(spec, FULL):
+        if target.device_class is device_class:
+            options = planner.cluster_options(spec, target, SETTINGS)
+            return planner.assigned_key(spec, options, namespace="ml", settings=SETTINGS)
+    raise AssertionError(f"no {device_class} target")
+
+
+def _stored(*keys: str) -> dict[str, Artifact]:
+    """Artifacts the operator found in the store itself."""
+    return {key: Artifact(key, "f" * 64, VERIFIED) for key in keys}
 
 
 def test_succeeded_job_deploys_the_artifact() -> None:
     spec = _spec(replicas={"min": 1, "max": 3})
     job = _job_name(spec)
-    observed = Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())})
+    key = _key(spec)
+    observed = Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED)}, artifacts=_stored(key))
     plan = _plan(spec, observed)
     assert _kinds(plan) == [  # one pool: the model's Service is the only one
         ("Deployment", POOL),
@@ -269,9 +281,10 @@ def test_succeeded_job_deploys_the_artifact() -> None:
         ("Service", "lenet"),
     ]
     target = plan.targets[0]
+    assert key.startswith("ml.onnx-cpu-")
     assert (target.key, target.artifact, target.phase) == (
-        "onnx-cpu-abc",
-        "s3://store/artifacts/onnx-cpu-abc",
+        key,
+        f"s3://store/artifacts/{key}",
         "Deploying",
     )
     conditions = {c["type"]: c for c in plan.status["conditions"]}
@@ -286,8 +299,9 @@ def test_ready_pool_makes_the_model_ready_and_keeps_transition_times() -> None:
     spec = _spec()
     job = _job_name(spec)
     observed = Observed(
-        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())},
-        pools={POOL: PoolState(POOL, "onnx-cpu-abc", 1, 1, 1, True)},
+        jobs={job: JobState(job, JobPhase.SUCCEEDED)},
+        pools={POOL: PoolState(POOL, _key(spec), 1, 1, 1, True)},
+        artifacts=_stored(_key(spec)),
     )
     first = _plan(spec, observed)
     assert first.status["phase"] == "Ready"
@@ -310,21 +324,86 @@ def test_status_remembers_artifacts_after_the_job_is_gone() -> None:
     """A restarted operator (or a Job removed by its TTL) must not convert again."""
     spec = _spec()
     job = _job_name(spec)
-    done = _plan(spec, Observed(jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())}))
+    converted = Observed(
+        jobs={job: JobState(job, JobPhase.SUCCEEDED)}, artifacts=_stored(_key(spec))
+    )
+    done = _plan(spec, converted)
     previous = v1alpha1.InferenceModelStatus.model_validate(done.status)
     again = _plan(spec, Observed(), previous)
     assert "Job" not in [k for k, _ in _kinds(again)]
-    assert again.targets[0].key == "onnx-cpu-abc"
+    assert again.targets[0].key == _key(spec)
 
 
 def test_known_digest_lets_a_store_hit_skip_the_job() -> None:
     spec = _spec(source={**CHECKPOINT, "sha256": "a" * 64})
-    (target,) = planner.choose_targets(spec, CPU_ONLY)
-    key = planner.known_key(spec, planner.target_options(spec, target))
-    assert key is not None
+    key = _key(spec)
     plan = _plan(spec, Observed(artifacts={key: Artifact(key, "b" * 64)}))
     assert "Job" not in [k for k, _ in _kinds(plan)]
     assert plan.targets[0].key == key
+
+
+def _cluster_key(spec: v1alpha1.InferenceModelSpec, settings: OperatorSettings = SETTINGS) -> str:
+    (target,) = planner.choose_targets(spec, CPU_ONLY)
+    options = planner.cluster_options(spec, target, settings)
+    return planner.assigned_key(spec, options, namespace="ml", settings=settings)
+
+
+def test_new_network_code_in_the_cluster_is_a_new_conversion() -> None:
+    """The network's code is named by ``source.image``: another image is another key and Job,
+    even under the same ``module:callable``."""
+    digest = {**CHECKPOINT, "sha256": "a" * 64}
+    old = _spec(source={**digest, "image": "registry.example/code@sha256:" + "1" * 64})
+    new = _spec(source={**digest, "image": "registry.example/code@sha256:" + "2" * 64})
+    assert _cluster_key(old) != _cluster_key(new)
+    assert _job_name(old) != _job_name(new)
+    # The old artifact does not stand in for the new code.
+    plan = _plan(new, Observed(artifacts={_cluster_key(old): Artifact(_cluster_key(old))}))
+    assert ("Job", plan.targets[0].job) in _kinds(plan)
+
+
+def test_a_new_conversion_image_is_a_new_conversion() -> None:
+    """The converting tool is named by its image: an upgraded image (another MindSpore, another
+    TensorRT) converts again instead of reusing artifacts built by the old one."""
+    spec = _spec(source={**CHECKPOINT, "sha256": "a" * 64})
+    upgraded = OperatorSettings(
+        store="s3://store/artifacts", image_mindspore="registry.example/mindspore:2.11"
+    )
+    assert _cluster_key(spec) != _cluster_key(spec, upgraded)
+    old_job = _job_name(spec)
+    new_plan = planner.plan(
+        model=MODEL, spec=spec, inventory=CPU_ONLY, observed=Observed(
+            artifacts={_cluster_key(spec): Artifact(_cluster_key(spec))}
+        ), previous=None, settings=upgraded, now=NOW,
+    )  # fmt: skip
+    (job,) = [m for m in new_plan.apply if m["kind"] == "Job"]
+    assert job["metadata"]["name"] != old_job
+    assert (
+        "registry.example/mindspore:2.11"
+        in job["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+
+
+def _pinned(plan: planner.Plan) -> dict[str, Any] | None:
+    found = [c for c in plan.status["conditions"] if c["type"] == "SourceImagePinned"]
+    return found[0] if found else None
+
+
+def test_a_mutable_source_image_tag_is_warned_in_a_condition() -> None:
+    tagged = _plan(_spec(source={**CHECKPOINT, "image": "registry.example/code:latest"}))
+    condition = _pinned(tagged)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "MutableTag")
+    assert "registry.example/code:latest" in condition["message"]
+    assert "@sha256" in condition["message"]
+    pinned = _plan(
+        _spec(source={**CHECKPOINT, "image": "registry.example/code@sha256:" + "1" * 64})
+    )
+    condition = _pinned(pinned)
+    assert condition is not None and (condition["status"], condition["reason"]) == (
+        "True",
+        "PinnedByDigest",
+    )
+    assert _pinned(_plan(_spec())) is None
 
 
 def test_failed_conversion_fails_the_model_with_the_message() -> None:
@@ -367,9 +446,10 @@ def test_some_targets_failed_is_degraded() -> None:
             jobs[DeviceClass.ASCEND910]: JobState(
                 jobs[DeviceClass.ASCEND910], JobPhase.FAILED, "boom"
             ),
-            jobs[DeviceClass.CPU]: JobState(jobs[DeviceClass.CPU], JobPhase.SUCCEEDED, _result()),
+            jobs[DeviceClass.CPU]: JobState(jobs[DeviceClass.CPU], JobPhase.SUCCEEDED),
         },
-        pools={POOL: PoolState(POOL, "onnx-cpu-abc", 1, 1, 1, True)},
+        pools={POOL: PoolState(POOL, _key(spec), 1, 1, 1, True)},
+        artifacts=_stored(_key(spec)),
     )
     plan = _plan(spec, observed, inventory=inventory)
     assert plan.status["phase"] == "Degraded"
@@ -392,7 +472,8 @@ def test_children_no_longer_planned_are_deleted() -> None:
     spec = _spec()
     job = _job_name(spec)
     observed = Observed(
-        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result())},
+        jobs={job: JobState(job, JobPhase.SUCCEEDED)},
+        artifacts=_stored(_key(spec)),
         children=(
             Child("apps/v1", "Deployment", POOL),
             Child("apps/v1", "Deployment", "lenet-nvidia-t4"),
@@ -413,14 +494,74 @@ def test_new_artifact_rolls_out_while_old_pods_serve() -> None:
     spec = _spec()
     job = _job_name(spec)
     observed = Observed(
-        jobs={job: JobState(job, JobPhase.SUCCEEDED, _result("onnx-cpu-new"))},
-        pools={POOL: PoolState(POOL, "onnx-cpu-old", 1, 1, 0, False)},
+        jobs={job: JobState(job, JobPhase.SUCCEEDED)},
+        pools={POOL: PoolState(POOL, "ml.onnx-cpu-old", 1, 1, 0, False)},
+        artifacts=_stored(_key(spec)),
     )
     plan = _plan(spec, observed)
     deployment = plan.apply[0]
-    assert (
-        deployment["spec"]["template"]["metadata"]["annotations"]["inferplane.io/artifact-key"]
-        == "onnx-cpu-new"
-    )
+    assert deployment["spec"]["template"]["metadata"]["annotations"][
+        "inferplane.io/artifact-key"
+    ] == _key(spec)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert plan.status["phase"] == "Deploying"
+
+
+# --- tenancy: the key is the operator's, scoped to the namespace --------------------------------
+
+
+def test_keys_are_scoped_to_the_namespace_unless_shared() -> None:
+    digest = _spec(source={**CHECKPOINT, "sha256": "a" * 64})
+    (target,) = planner.choose_targets(digest, CPU_ONLY)
+    options = planner.cluster_options(digest, target, SETTINGS)
+    team_a = planner.assigned_key(digest, options, namespace="team-a", settings=SETTINGS)
+    team_b = planner.assigned_key(digest, options, namespace="team-b", settings=SETTINGS)
+    assert team_a.startswith("team-a.onnx-cpu-") and team_b.startswith("team-b.onnx-cpu-")
+    assert team_a.removeprefix("team-a.") == team_b.removeprefix("team-b.")
+    shared = OperatorSettings(store="s3://store/artifacts", share_artifacts=True)
+    assert planner.assigned_key(digest, options, namespace="team-a", settings=shared) == (
+        planner.assigned_key(digest, options, namespace="team-b", settings=shared)
+    )
+    # Without a digest the source is only a URI, which means something else in another
+    # namespace (a pvc:// claim above all): scoped even when sharing is on.
+    uri_only = _spec()
+    assert planner.assigned_key(uri_only, options, namespace="team-a", settings=shared).startswith(
+        "team-a."
+    )
+
+
+def test_a_pod_reporting_another_key_changes_nothing() -> None:
+    """A succeeded Job whose pod names another namespace's artifact (any pod can carry any
+    termination message) deploys nothing: the operator reads only its own key from the store."""
+    spec = _spec()
+    job = _job_name(spec)
+    victim = "team-b.onnx-cpu-0123456789abcdef01234567"
+    forged = json.dumps({"key": victim, "verification": {"verified": True}})
+    observed = Observed(
+        jobs={job: JobState(job, JobPhase.SUCCEEDED, forged)}, artifacts=_stored(victim)
+    )
+    plan = _plan(spec, observed)
+    assert "Deployment" not in [k for k, _ in _kinds(plan)]
+    target = plan.targets[0]
+    assert target.key is None and target.phase == "Failed"
+    assert _key(spec) in (target.message or "") and victim not in (target.message or "")
+    # Nor does a status naming another key stand in for the store.
+    forged_status = v1alpha1.InferenceModelStatus.model_validate(
+        {**plan.status, "targets": [{**plan.status["targets"][0], "key": victim}]}
+    )
+    again = _plan(spec, Observed(), forged_status)
+    assert "Deployment" not in [k for k, _ in _kinds(again)]
+    assert again.targets[0].key is None
+
+
+def test_an_artifact_published_before_its_job_completes_is_announced_once() -> None:
+    """The publish step writes the store, then its container exits: a reconcile in between sees
+    the artifact with the Job still running, and that is the conversion that ran (an Event);
+    a store hit with no Job is not (the status says it)."""
+    spec = _spec()
+    job = _job_name(spec)
+    running = Observed(jobs={job: JobState(job, JobPhase.RUNNING)}, artifacts=_stored(_key(spec)))
+    assert [e.reason for e in _plan(spec, running).events] == ["Converted"]
+    assert "Converted" not in [
+        e.reason for e in _plan(spec, Observed(artifacts=_stored(_key(spec)))).events
+    ]

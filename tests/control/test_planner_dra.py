@@ -35,6 +35,12 @@ def _spec(**fields: Any) -> v1alpha1.InferenceModelSpec:
     return v1alpha1.validate_spec({"source": ONNX, **fields})
 
 
+def _key(spec: v1alpha1.InferenceModelSpec, target: planner.Target) -> str:
+    """The store key the operator assigns ``target``'s conversion."""
+    options = planner.cluster_options(spec, target, SETTINGS)
+    return planner.assigned_key(spec, options, namespace=MODEL.namespace, settings=SETTINGS)
+
+
 def _converted(
     spec: v1alpha1.InferenceModelSpec,
     inventory: Inventory,
@@ -43,8 +49,8 @@ def _converted(
 ) -> planner.Plan:
     """The plan once every target's artifact is in the store."""
     targets, _ = planner.choose(spec, inventory, SETTINGS.devices)
-    keys = {planner.known_key(spec, planner.target_options(spec, t)) for t in targets}
-    artifacts = {k: Artifact(k, "f" * 64) for k in keys if k}
+    keys = {_key(spec, t) for t in targets}
+    artifacts = {k: Artifact(k, "f" * 64) for k in keys}
     return planner.plan(
         model=MODEL, spec=spec, inventory=inventory, previous=previous, settings=SETTINGS,
         now=NOW, observed=Observed(artifacts=artifacts, **kw),
@@ -138,9 +144,11 @@ def test_a_tensorrt_build_on_a_dra_node_claims_its_gpu() -> None:
         pod = job["spec"]["template"]["spec"]
         (claim,) = pod["resourceClaims"]
         assert claim["resourceClaimTemplateName"] in templates
-        resources = pod["containers"][0]["resources"]
+        (convert,) = [c for c in pod["initContainers"] if c["name"] == "convert"]
+        resources = convert["resources"]  # the step that builds the engine holds the GPU
         assert resources["claims"] == [{"name": "device"}]
         assert "nvidia.com/gpu" not in resources.get("limits", {})
+        assert "claims" not in pod["containers"][0]["resources"]
         assert "nodeSelector" not in pod
     kept = {name for kind, name in ((m["kind"], m["metadata"]["name"]) for m in plan.apply)}
     assert set(templates) <= kept
@@ -189,7 +197,7 @@ def test_any_spelling_of_a_product_in_the_spec_picks_the_pool_and_one_artifact()
         targets = planner.choose_targets(spec, inventory, SETTINGS.devices)
         assert {t.product for t in targets} == {"A100-SXM4-40GB"}
         assert len(targets) == 2  # the plugin pool and the DRA pool
-        keys |= {planner.known_key(spec, planner.target_options(spec, t)) for t in targets}
+        keys |= {_key(spec, t) for t in targets}
     assert len(keys) == 1
 
 

@@ -155,8 +155,8 @@ def _plan(
 ) -> planner.Plan:
     spec = v1alpha1.validate_spec({"source": SOURCE, "replicas": replicas})
     (target,) = planner.choose_targets(spec, CPU_ONLY)
-    key = planner.known_key(spec, planner.target_options(spec, target))
-    assert key is not None
+    options = planner.cluster_options(spec, target, settings)
+    key = planner.assigned_key(spec, options, namespace=MODEL.namespace, settings=settings)
     return planner.plan(
         model=MODEL,
         spec=spec,
@@ -272,7 +272,7 @@ def test_switching_deletes_the_other_autoscaler(
 
 def test_a_failed_conversion_job_leaves_no_autoscaler() -> None:
     spec = v1alpha1.validate_spec({"source": {**SOURCE, "sha256": None}, "replicas": INFLIGHT})
-    (job,) = planner.conversion_jobs(spec, planner.choose_targets(spec, CPU_ONLY))
+    (job,) = planner.conversion_jobs(spec, planner.choose_targets(spec, CPU_ONLY), SETTINGS)
     plan = planner.plan(
         model=MODEL, spec=spec, inventory=CPU_ONLY,
         observed=Observed(jobs={job: JobState(job, JobPhase.FAILED, "boom")}),

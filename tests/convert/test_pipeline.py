@@ -26,7 +26,7 @@ X = TensorSpec.parse("x:-1,1,32,32:FP32")
 CKPT = ArtifactFormat.MINDSPORE_CHECKPOINT
 
 
-def request(source: Path, store: Path, code: Path, **changes: object) -> pipeline.Request:
+def request(source: Path, store: Path, code_path: Path, **changes: object) -> pipeline.Request:
     fields: dict[str, object] = {
         "source": str(source),
         "source_format": CKPT,
@@ -34,7 +34,7 @@ def request(source: Path, store: Path, code: Path, **changes: object) -> pipelin
         "store": str(store),
         "network": "network:lenet5",
         "inputs": (X,),
-        "code_path": code,
+        "code_path": code_path,
     }
     return pipeline.Request(**{**fields, **changes})  # type: ignore[arg-type]
 
@@ -185,7 +185,8 @@ def test_store_hit_imports_no_mindspore(
         "--format", "mindspore-checkpoint", "--network", "network:lenet5",
         "--input", str(X), "--to", "onnx", "--store", str(store), "--json",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(lenet_code)}
+    path = os.pathsep.join([str(lenet_code), *sys.path])  # this checkout's inferplane too
+    env = {**os.environ, "PYTHONPATH": path}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "store hit" in done.stderr
@@ -216,7 +217,7 @@ def test_archive_source_brings_its_network_code(tmp_path: Path, lenet_checkpoint
 
 def test_missing_network_module_is_a_spec_error(tmp_path: Path, lenet_checkpoint: Path) -> None:
     req = request(lenet_checkpoint, tmp_path / "store", tmp_path, network="nowhere_net:build")
-    with pytest.raises(errors.SpecError, match=r"cannot import module 'nowhere_net'.*PYTHONPATH"):
+    with pytest.raises(errors.SpecError, match=r"module 'nowhere_net' is not on the path"):
         pipeline.convert(req)
 
 
@@ -348,15 +349,21 @@ def test_large_result_is_summarised_for_the_termination_log(
 def test_converter_and_operator_agree_on_a_checkpoints_key(
     tmp_path: Path, lenet_checkpoint: Path, lenet_code: Path
 ) -> None:
-    """The store key the converter publishes under is the one the operator's planner computes
-    from the spec (source sha256 + target options + the checkpoint's network and signature)."""
+    """Given the operator's names for the code and the tool (``--code-id``, ``--tool-id``), the
+    converter computes the key the operator's planner assigns from the spec (source sha256 +
+    target options + the checkpoint's network, signature and image + the conversion image) when
+    artifacts are shared across namespaces."""
     from inferplane.api import v1alpha1
     from inferplane.control import planner
     from inferplane.control.inventory import DevicePool, Inventory
+    from inferplane.control.settings import OperatorSettings
     from inferplane.devices import DeviceClass
 
+    settings = OperatorSettings(share_artifacts=True)  # else the operator's key is namespaced
+    tool = settings.conversion_image(ArtifactFormat.ONNX)
     result = pipeline.convert(
-        request(lenet_checkpoint, tmp_path / "store", lenet_code), reporter=progress.Silent()
+        request(lenet_checkpoint, tmp_path / "store", lenet_code, code="", tool=tool),
+        reporter=progress.Silent(),
     )
     spec = v1alpha1.validate_spec(
         {
@@ -372,6 +379,45 @@ def test_converter_and_operator_agree_on_a_checkpoints_key(
     )
     cpu = Inventory.from_pools([DevicePool(DeviceClass.CPU, allocatable=4000, nodes=("n",))])
     (target,) = planner.choose_targets(spec, cpu)
-    assert planner.known_key(spec, planner.target_options(spec, target)) == result.manifest.key
+    options = planner.cluster_options(spec, target, settings)
+    key = planner.assigned_key(spec, options, namespace="ml", settings=settings)
+    assert key == result.manifest.key
     assert result.manifest.target.network == "network:lenet5"
     assert result.manifest.target.inputs == ("x:-1,1,32,32:FP32",)
+
+
+def test_new_network_code_under_the_same_name_converts_again(
+    tmp_path: Path, lenet_checkpoint: Path, lenet_code: Path
+) -> None:
+    """The key covers the network module's files: a fixed forward pass under the same
+    ``network:lenet5`` is a new artifact, not the stale one."""
+    store = tmp_path / "store"
+    old, new = tmp_path / "old", tmp_path / "new"
+    for directory in (old, new):
+        directory.mkdir()
+        (directory / "network.py").write_bytes((lenet_code / "network.py").read_bytes())
+    with (new / "network.py").open("a") as handle:
+        handle.write("\n# the forward pass, fixed\n")
+    first = pipeline.convert(request(lenet_checkpoint, store, old))
+    assert pipeline.convert(request(lenet_checkpoint, store, old)).cached
+    changed = pipeline.convert(request(lenet_checkpoint, store, new))
+    assert not changed.cached and changed.manifest.key != first.manifest.key
+    assert changed.manifest.target.code != first.manifest.target.code
+    assert first.manifest.target.code is not None and first.manifest.target.code.startswith(
+        "sha256:"
+    )
+
+
+def test_another_converting_tool_converts_again(
+    tmp_path: Path, lenet_checkpoint: Path, lenet_code: Path
+) -> None:
+    """The key covers the tool: this machine's MindSpore by default, or the conversion image the
+    operator names (``--tool-id``)."""
+    store = tmp_path / "store"
+    here = pipeline.convert(request(lenet_checkpoint, store, lenet_code))
+    assert f"mindspore=={export.version()}" in (here.manifest.target.tool or "")
+    image = pipeline.convert(
+        request(lenet_checkpoint, store, lenet_code, tool="registry.example/mindspore:2")
+    )
+    assert not image.cached and image.manifest.key != here.manifest.key
+    assert image.manifest.target.tool == "registry.example/mindspore:2"

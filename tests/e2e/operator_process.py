@@ -4,6 +4,7 @@ the operator tests share (CRD install, InferenceModel manifests, held conversion
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -14,6 +15,12 @@ from typing import Any
 
 from tests.cluster import handle
 from tests.loopback import free_port
+
+from inferplane.api.tensors import TensorSpec
+from inferplane.artifacts import uris
+from inferplane.artifacts.key import TargetOptions, sha256_file
+from inferplane.artifacts.manifest import ArtifactManifest, FileEntry, SourceRef, Verification
+from inferplane.devices import ArtifactFormat, DeviceClass
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "inferplane.io_inferencemodels.yaml"
@@ -35,11 +42,12 @@ def install_crd(cluster: handle.Cluster) -> None:
 
 
 def model(name: str, **spec: Any) -> dict[str, Any]:
+    """An InferenceModel manifest of the LeNet checkpoint (a copy: tests edit their source)."""
     return {
         "apiVersion": "inferplane.io/v1alpha1",
         "kind": "InferenceModel",
         "metadata": {"name": name},
-        "spec": {"source": CHECKPOINT, **spec},
+        "spec": {"source": copy.deepcopy(CHECKPOINT), **spec},
     }
 
 
@@ -124,12 +132,40 @@ def held_pods(cluster: handle.Cluster, namespace: str) -> list[dict[str, Any]]:
     ]
 
 
+def publish_artifact(root: Path, key: str, target: TargetOptions | None = None) -> bool:
+    """An artifact under ``key`` in the file store at ``root``, as a conversion's publish step
+    writes it (a tiny stand-in model file, a verified parity result). False: already there."""
+    directory = root / key
+    if directory.exists():
+        return False
+    directory.mkdir(parents=True)
+    model = directory / "model.onnx"
+    model.write_bytes(key.encode())
+    ArtifactManifest(
+        key=key,
+        model="test",
+        source=SourceRef(uri=CHECKPOINT["uri"], format=CHECKPOINT["format"], sha256="0" * 64),
+        target=target or TargetOptions(format=ArtifactFormat.ONNX, device_class=DeviceClass.CPU),
+        files=[FileEntry(path=model.name, sha256=sha256_file(model), size=model.stat().st_size)],
+        entrypoint=model.name,
+        inputs=[TensorSpec.parse("x:-1,1,32,32:FP32")],
+        outputs=[TensorSpec.parse("output:-1,10:FP32")],
+        verification=Verification(verified=True, max_abs_error=1e-7),
+    ).write(directory)
+    return True
+
+
 def release_with_result(cluster: handle.Cluster, namespace: str, pod: dict[str, Any]) -> str:
-    """Finish a held conversion pod as ``inferplane convert`` would: its result, the artifact
-    key, in the termination message. Returns the key."""
-    key = f"test-{pod['metadata']['labels']['job-name']}"
-    message = json.dumps({"key": key, "verification": {"verified": True, "maxAbsError": 1e-7}})
-    cluster.hold_release(namespace, pod["metadata"]["name"], "succeeded", message)
+    """Finish a held conversion pod as its publish step would: an artifact in the store (its
+    ``--store``) under the key the operator assigned (its ``--key``), then the pod succeeds. The
+    pod reports nothing: the operator reads the store. Returns the key."""
+    (publish,) = [c for c in pod["spec"]["containers"] if c["name"] == "publish"]
+    argv = publish["command"]
+    key = argv[argv.index("--key") + 1]
+    root = uris.local_path(argv[argv.index("--store") + 1])
+    assert root is not None, "the operator tests use a file store"
+    publish_artifact(root, key)
+    cluster.hold_release(namespace, pod["metadata"]["name"], "succeeded")
     return key
 
 

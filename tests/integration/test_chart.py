@@ -168,7 +168,7 @@ def test_install_rbac_upgrade_uninstall(
         ("patch", "services"), ("delete", "services"),
         ("patch", "horizontalpodautoscalers.autoscaling"),
         ("patch", "poddisruptionbudgets.policy"),
-        ("list", "pods"), ("get", "pods", "--subresource=log"),
+        ("list", "pods"),
         ("create", "events"), ("create", "events.events.k8s.io"),
     ]  # fmt: skip
     for verb, resource in needed:
@@ -188,6 +188,7 @@ def test_install_rbac_upgrade_uninstall(
         ("create", "pods", "--subresource=portforward", *ns),
         ("patch", "inferencemodels.inferplane.io", *ns),
         ("create", "pods", *ns), ("delete", "pods", *ns),
+        ("get", "pods", "--subresource=log", *ns),  # results are read from the store
         ("impersonate", "serviceaccounts"), ("delete", "namespaces"),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "serviceaccounts/token", *ns),
@@ -335,7 +336,7 @@ def test_operator_runs_as_the_chart_service_account(
             + ")",
         )
         assert process.poll() is None, log.read_text()
-        serve_converted_model(cluster, other_namespace, tmp_path, env["INFERPLANE_STORE"])
+        serve_converted_model(cluster, other_namespace, tmp_path, env)
         assert process.poll() is None, log.read_text()
     finally:
         process.terminate()
@@ -358,37 +359,66 @@ def test_operator_runs_as_the_chart_service_account(
     for job in jobs:
         pod = job["spec"]["template"]["spec"]
         for c in pod.get("initContainers", []) + pod["containers"]:
-            assert {"secretRef": {"name": SECRET_NAME}} in c.get("envFrom", []), c["name"]
+            # inferplane's own steps hold the store's Secret; the one running user code none
+            holds = {"secretRef": {"name": SECRET_NAME}} in c.get("envFrom", [])
+            assert holds is (c["name"] in ("fetch", "publish")), c["name"]
             assert not any(SECRET_NAME in arg for arg in c.get("args", []) + c.get("command", []))
 
 
 SERVING_KINDS = ("deployments", "services", "horizontalpodautoscalers", "poddisruptionbudgets")
 
 
-def serve_converted_model(cluster: Cluster, namespace: str, tmp_path: Path, store: str) -> None:
+KEY_OF = """
+import json, sys
+from inferplane.api import v1alpha1
+from inferplane.control import planner
+from inferplane.control.inventory import DevicePool, Inventory
+from inferplane.control.settings import OperatorSettings
+from inferplane.devices import DeviceClass
+spec, namespace = v1alpha1.validate_spec(json.loads(sys.argv[1])), sys.argv[2]
+settings = OperatorSettings()
+cpu = Inventory.from_pools([DevicePool(DeviceClass.CPU, allocatable=4000, nodes=("n",))])
+(target,) = planner.choose_targets(spec, cpu)
+options = planner.cluster_options(spec, target, settings)
+key = planner.assigned_key(spec, options, namespace=namespace, settings=settings)
+print(json.dumps({"key": key, "tool": options.tool}))
+"""
+"""The key and the tool the operator (its settings: the environment) assigns a cpu target."""
+
+
+def serve_converted_model(
+    cluster: Cluster, namespace: str, tmp_path: Path, env: dict[str, str]
+) -> None:
     """The rest of the operator's path as the chart's identity: a model whose artifact the real
-    converter already published goes to serving (Deployment, Services, HPA, PDB; pods admitted
-    under `restricted`), becomes Ready, and its deletion takes every child with it."""
+    converter already published (its stages, under the key the operator assigns) goes to
+    serving (Deployment, Services, HPA, PDB; pods admitted under `restricted`), becomes Ready,
+    and its deletion takes every child with it."""
     source = models.mlp_onnx(tmp_path / "mlp.onnx")
-    subprocess.run(
-        [sys.executable, "-m", "inferplane", "convert", "--source", str(source),
-         "--format", "onnx", "--to", "onnx", "--store", store],
-        check=True, capture_output=True, timeout=180,
+    spec = {
+        "source": {"uri": "s3://models/mlp.onnx", "format": "onnx", "sha256": sha256_file(source)},
+        "devices": ["cpu"],
+        "replicas": {"min": 1, "max": 3},  # an HPA only when it may scale
+    }
+    assigned = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", KEY_OF, json.dumps(spec), namespace],
+            env=env, check=True, capture_output=True, text=True, timeout=120,
+        ).stdout
     )  # fmt: skip
+    for stage in ("fetch", "convert", "publish"):
+        subprocess.run(
+            [sys.executable, "-m", "inferplane", "convert", "--source", str(source),
+             "--format", "onnx", "--to", "onnx", "--tool-id", assigned["tool"],
+             "--stage", stage, "--work", str(tmp_path / "work"),
+             "--store", env["INFERPLANE_STORE"], "--key", assigned["key"]],
+            check=True, capture_output=True, timeout=180,
+        )  # fmt: skip
     cluster.apply(
         {
             "apiVersion": "inferplane.io/v1alpha1",
             "kind": "InferenceModel",
             "metadata": {"name": "served", "namespace": namespace},
-            "spec": {
-                "source": {
-                    "uri": "s3://models/mlp.onnx",
-                    "format": "onnx",
-                    "sha256": sha256_file(source),
-                },
-                "devices": ["cpu"],
-                "replicas": {"min": 1, "max": 3},  # an HPA only when it may scale
-            },
+            "spec": spec,
         }
     )
     operator_process.wait_phase(cluster, namespace, "served", "Ready", timeout=120)

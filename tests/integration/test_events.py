@@ -422,7 +422,7 @@ def test_a_single_pool_fixed_model_costs_at_most_six_writes(
     spec = {**operator_scale._spec(0), "devices": ["cpu"]}
     store = tmp_path / "store"
     inventory = Inventory.from_nodes(cluster.get("nodes"))
-    assert operator_scale._prefill(store, [spec], inventory) == 1
+    assert operator_scale._prefill(store, [spec], inventory, namespace) == 1
     process = op.Operator(cluster, store=f"file://{store}", log=tmp_path / "operator.log")
     process.start()
     try:

@@ -2,8 +2,8 @@
 """The operator on the real test cluster: the CRD's validation, placement by the real scheduler,
 fallback and re-planning on node changes, restart convergence, failed conversions, deletion.
 
-Conversion pods are held (``kwok.inferplane.io/hold``) and released by the test with the result
-``inferplane convert`` reports in its termination message; the end-to-end test in tests/e2e runs
+Conversion pods are held (``kwok.inferplane.io/hold``) and released by the test with what their
+publish step writes (an artifact in the store under the assigned key); the end-to-end test runs
 the real converter and server instead.
 """
 

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """LeNet end to end on the real API server, nothing simulated but the kubelet.
 
-The operator plans a conversion Job; its pod is held; the test runs that pod's exact command and
-environment as a local process (real ``inferplane convert``, real MindSpore) writing into a
-``file://`` store the operator reads too, then ends the pod with what the process wrote to its
-termination log (what a kubelet does). The operator deploys the server; the test runs one server
-pod's exact command locally and asks it through the official V2 client. Deleting the model
-removes everything it owns.
+The operator plans a conversion Job; its pod is held; the test runs that pod's steps (fetch,
+convert, publish: their exact commands and environments) as local processes in order, sharing a
+work directory as the pod's volumes (real ``inferplane convert``, real MindSpore), publishing
+into a ``file://`` store the operator reads too, then ends the pod. The operator deploys the
+server; the test runs one server pod's exact command locally and asks it through the official V2
+client. Deleting the model removes everything it owns.
 
 Two deliberate differences from a pod, both what the pod's own plumbing does: PYTHONPATH=/network
 (filled by the init container from ``spec.source.image``) points at examples/lenet, and the server
@@ -89,24 +89,28 @@ def test_lenet_end_to_end(
     shutil.copy(lenet_checkpoint, checkpoint)
     manifest = op.model("lenet", devices=["cpu"], batching={"maxBatchSize": 4, "maxDelayMs": 1})
     manifest["spec"]["source"]["uri"] = f"file://{checkpoint}"
-    manifest["spec"]["source"]["image"] = "registry.example/lenet-code:1"
+    manifest["spec"]["source"]["image"] = "registry.example/lenet-code@sha256:" + "1" * 64
     manifest["spec"]["verification"] = {"samples": 4}
     cluster.apply(manifest, namespace=namespace)
 
     (pod,) = handle.wait_until(
         lambda: op.held_pods(cluster, namespace), timeout=60, what="the held conversion pod"
     )
-    container = pod["spec"]["containers"][0]
-    assert container["command"][:2] == ["inferplane", "convert"]
-    termination = tmp_path / "termination-log"
-    converted = subprocess.run(
-        _argv(container["command"]),
-        env=_env(container, INFERPLANE_TERMINATION_LOG=str(termination)),
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert converted.returncode == 0, converted.stderr[-3000:]
-    message = termination.read_text()  # what the kubelet would put in the pod's status
-    cluster.hold_release(namespace, pod["metadata"]["name"], "succeeded", message)
+    steps = {c["name"]: c for c in pod["spec"]["initContainers"] + pod["spec"]["containers"]}
+    assert list(steps) == ["network-code", "fetch", "convert", "publish"]
+    work = tmp_path / "work"
+    for name in ("fetch", "convert", "publish"):  # in the pod's order, sharing the volumes
+        container = steps[name]
+        assert container["command"][:2] == ["inferplane", "convert"]
+        assert "envFrom" not in container or name != "convert"
+        done = subprocess.run(
+            _option(_argv(container["command"]), "--work", str(work)),
+            env=_env(container, INFERPLANE_TERMINATION_LOG=str(tmp_path / f"{name}.log")),
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+    # The pod reports nothing the operator uses: it finds the artifact in the store itself.
+    cluster.hold_release(namespace, pod["metadata"]["name"], "succeeded")
 
     body = op.wait_phase(cluster, namespace, "lenet", "Ready", timeout=90)
     (target,) = body["status"]["targets"]
@@ -117,7 +121,9 @@ def test_lenet_end_to_end(
     assert target["verification"]["maxAbsError"] < 1e-4
     assert (tmp_path / "store" / target["key"] / "inferplane.json").is_file()
     conditions = {c["type"]: c["status"] for c in body["status"]["conditions"]}
-    assert conditions == {"Converted": "True", "Verified": "True", "Ready": "True"}
+    assert conditions == {
+        "Converted": "True", "Verified": "True", "Ready": "True", "SourceImagePinned": "True",
+    }  # fmt: skip
 
     (server_pod,) = [
         p for p in cluster.get("pods", namespace=namespace)

@@ -28,6 +28,12 @@ here: only the Secret's name, which the operator hands on to pods as envFrom.sec
 - name: INFERPLANE_STORE_SECRET
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.store.s3.sourceCredentialsSecret }}
+- name: INFERPLANE_SOURCE_SECRET
+  value: {{ . | quote }}
+{{- end }}
+- name: INFERPLANE_SHARE_ARTIFACTS
+  value: {{ .Values.store.shareAcrossNamespaces | quote }}
 {{- with .Values.store.s3.endpoint }}
 - name: INFERPLANE_S3_ENDPOINT
   value: {{ . | quote }}

@@ -146,6 +146,8 @@ class ConditionType(enum.StrEnum):
     SCALING_SIGNAL_UNAVAILABLE = "ScalingSignalUnavailable"
     """metric inflight: True while the pools scale on CPU because the cluster serves neither KEDA
     nor custom.metrics.k8s.io."""
+    SOURCE_IMAGE_PINNED = "SourceImagePinned"
+    """Only with ``source.image``: False while it is a tag (mutable), True when pinned by digest."""
 
 
 # --- spec -----------------------------------------------------------------------------------------
@@ -167,7 +169,8 @@ class ModelSource(_Wire):
     """Python entry point ``module:callable`` that returns the MindSpore nn.Cell the checkpoint's
     weights belong to. Required for mindspore-checkpoint sources."""
     image: str | None = Field(default=None, min_length=1, max_length=512)
-    """Container image that holds the network's code (cluster only); conversion pods copy it in."""
+    """Container image that holds the network's code (cluster only); conversion pods copy it in.
+    Pin it by digest (image@sha256:...): the artifact key names the image by this reference."""
     inputs: list[TensorSpec] = Field(default_factory=list, max_length=32)
     """Input signature: name, V2 datatype and shape (-1 for a dynamic dimension). Required for
     mindspore-checkpoint sources; read from the file for the others."""

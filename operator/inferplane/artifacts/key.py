@@ -44,6 +44,14 @@ class TargetOptions:
     """For a checkpoint source: the ``module:callable`` its graph was built from."""
     inputs: tuple[str, ...] = ()
     """For a checkpoint source: the input signature it was exported with (``name:shape:TYPE``)."""
+    code: str | None = None
+    """For a checkpoint source: the network's code. In a cluster the ``source.image`` reference
+    the code is copied from (pin it by digest: a tag can move); locally ``sha256:<hex>`` over the
+    network module's source files (``convert.identity.code_digest``)."""
+    tool: str | None = None
+    """The converting tool: in a cluster the conversion image's reference, locally the versions
+    of the tools that run (``convert.identity.tool_identity``). A TensorRT engine built by one
+    TensorRT version does not load in another; an exporter's fix changes the graph."""
 
     def __post_init__(self) -> None:
         if self.product is not None:
@@ -63,17 +71,22 @@ def _json_value(value: Any) -> Any:
 
 
 def checkpoint_graph(
-    source_format: ArtifactFormat, network: str | None, inputs: Iterable[object]
+    source_format: ArtifactFormat,
+    network: str | None,
+    inputs: Iterable[object],
+    code: str | None = None,
 ) -> dict[str, Any]:
     """The ``TargetOptions`` fields that make a checkpoint's graph: a checkpoint holds only
-    weights, so the same file exported through other code or another signature is another
-    artifact. ONNX, MindIR and AIR sources carry their graph: nothing to add.
+    weights, so the same file exported through other code (another entry point, or new code
+    under the same name) or another signature is another artifact. ONNX, MindIR and AIR sources
+    carry their graph: nothing to add.
 
     ``inputs``: TensorSpecs, or their canonical ``name:shape:TYPE`` text (``str`` of a spec).
+    ``code``: the identity of the network's code (see ``TargetOptions.code``).
     """
     if source_format is not ArtifactFormat.MINDSPORE_CHECKPOINT:
         return {}
-    return {"network": network, "inputs": tuple(str(spec) for spec in inputs)}
+    return {"network": network, "inputs": tuple(str(spec) for spec in inputs), "code": code}
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:

@@ -24,6 +24,13 @@ from inferplane.devices import ArtifactFormat, BackendName, DeviceClass
 Manifest = dict[str, Any]
 
 MODELS_DIR = "/models"
+WORK_DIR = "/work"
+"""A conversion Job's shared directories: ``source`` (fetch writes), ``out`` (convert writes)."""
+STEP_RESOURCES: Manifest = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "2Gi"},
+}
+"""Resources of a conversion Job's fetch and publish steps (copies and digests, no model)."""
 NETWORK_DIR = "/network"
 NETWORK_CODE_DIR = "/code"
 """Where an image named by spec.source.image keeps the network's Python code."""
@@ -139,10 +146,24 @@ def _volumes(claims: Sequence[str], *, pvc_root: str) -> tuple[list[Manifest], l
     volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}]
     mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]
     for claim in dict.fromkeys(claims):
-        name = naming.dns_label("pvc", claim)
-        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim}})
-        mounts.append({"name": name, "mountPath": f"{pvc_root.rstrip('/')}/{claim}"})
-    return volumes, mounts
+        volumes.append(
+            {"name": naming.dns_label("pvc", claim), "persistentVolumeClaim": {"claimName": claim}}
+        )
+    return volumes, mounts + _claim_mounts(claims, pvc_root=pvc_root, read_only=False)
+
+
+def _claim_mounts(claims: Sequence[str], *, pvc_root: str, read_only: bool) -> list[Manifest]:
+    """Mounts of PVCs (volumes named by ``_volumes``) at ``<pvc_root>/<claim>``."""
+    mounts: list[Manifest] = []
+    for claim in dict.fromkeys(claims):
+        mount: Manifest = {
+            "name": naming.dns_label("pvc", claim),
+            "mountPath": f"{pvc_root.rstrip('/')}/{claim}",
+        }
+        if read_only:
+            mount["readOnly"] = True
+        mounts.append(mount)
+    return mounts
 
 
 def _store_env(settings: OperatorSettings) -> tuple[list[Manifest], list[Manifest]]:
@@ -287,9 +308,10 @@ def convert_args(
     product: str | None,
     precision: str,
     batch: tuple[int, int, int] | None,
-    store: str,
+    tool: str,
 ) -> list[str]:
-    """``inferplane convert`` argv for one target (see the convert command in cli.py)."""
+    """``inferplane convert`` argv for one target, every stage alike (see the convert command in
+    cli.py); ``tool``: the conversion image, named in the key as the converting tool."""
     source = spec.source
     args = ["inferplane", "convert", "--source", source.uri, "--format", source.format.value]
     if source.network:
@@ -302,7 +324,9 @@ def convert_args(
     args += ["--precision", precision]
     if batch:
         args += ["--batch", ",".join(map(str, batch))]
-    args += ["--store", store, "--name", model]
+    if source.format is ArtifactFormat.MINDSPORE_CHECKPOINT:
+        args += ["--code-id", source.image or ""]
+    args += ["--tool-id", tool, "--name", model]
     if source.sha256:
         args += ["--sha256", source.sha256]
     check = spec.verification
@@ -314,22 +338,24 @@ def convert_args(
     if check.validation:
         args += ["--validation", check.validation]
         args += ["--max-accuracy-drop", repr(check.max_accuracy_drop)]
-    return [*args, "--json"]
+    return [*args, "--work", WORK_DIR]
 
 
-def _network_code(image: str | None, settings: OperatorSettings) -> tuple[list[Manifest], Manifest]:
-    """Init container copying the network's code out of spec.source.image, and its mount."""
+def _network_code(image: str | None, settings: OperatorSettings) -> list[Manifest]:
+    """Init container copying the network's code out of spec.source.image (user code: it holds
+    nothing but the network volume)."""
     if not image:
-        return [], {}
-    init = {
-        "name": "network-code",
-        "image": image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["cp", "-R", f"{NETWORK_CODE_DIR}/.", NETWORK_DIR],
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "network", "mountPath": NETWORK_DIR}],
-    }
-    return [init], {"name": "network", "mountPath": NETWORK_DIR, "readOnly": True}
+        return []
+    return [
+        {
+            "name": "network-code",
+            "image": image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": ["cp", "-R", f"{NETWORK_CODE_DIR}/.", NETWORK_DIR],
+            "securityContext": container_security_context(),
+            "volumeMounts": [{"name": "network", "mountPath": NETWORK_DIR}],
+        }
+    ]
 
 
 def job(
@@ -344,66 +370,122 @@ def job(
     product: str | None,
     precision: str,
     batch: tuple[int, int, int] | None,
-    key_hint: str,
+    key: str,
     settings: OperatorSettings,
 ) -> Manifest:
-    """A conversion Job: ``inferplane convert`` in the tool's image, results to the store.
+    """A conversion Job, split so that no container running user code holds a credential:
 
-    The container writes its result (the artifact key) to the termination log; a failure's last
-    log lines become the termination message (FallbackToLogsOnError), surfaced in the status.
-    TensorRT engines are built on a node of the GPU product they target, with one GPU.
+    1. ``network-code`` (only with ``spec.source.image``, the user's image): copies the network's
+       code into the ``network`` volume.
+    2. ``fetch`` (inferplane's code; the source's read credentials; source PVCs read-only): the
+       source, validation set and sample inputs into the ``source`` volume, with their digest.
+    3. ``convert`` (runs the network's code: no Secret, no store, no service-account token;
+       ``source`` and ``network`` read-only): converts and verifies into the ``out`` volume.
+    4. ``publish`` (inferplane's code; the store's credentials): computes the files' digests and
+       publishes under ``key``, the key the operator assigned, passed here and never reported
+       back: the operator reads the result from the store itself.
+
+    A failure's last log lines become the termination message (FallbackToLogsOnError), surfaced
+    in the status. TensorRT engines are built on a node of the GPU product they target, with one
+    GPU (the convert step holds it).
     """
     labels = naming.conversion_labels(placement.device_class, product)
-    claims = [
-        c
-        for c in map(_pvc_claim, (spec.source.uri, spec.verification.validation, settings.store))
-        if c
+    source_claims = [
+        c for c in map(_pvc_claim, (spec.source.uri, spec.verification.validation)) if c
     ]
-    volumes, mounts = _volumes(claims, pvc_root=settings.pvc_root)
-    env, env_from = _store_env(settings)
-    env.append({"name": "INFERPLANE_TERMINATION_LOG", "value": TERMINATION_LOG})
-    init, network_mount = _network_code(spec.source.image, settings)
-    if network_mount:
-        volumes.append({"name": "network", "emptyDir": {}})
-        mounts.append(network_mount)
-        env.append({"name": "PYTHONPATH", "value": NETWORK_DIR})
+    store_claims = [c for c in (_pvc_claim(settings.store),) if c]
+    volumes, _ = _volumes([*source_claims, *store_claims], pvc_root=settings.pvc_root)
+    volumes += [{"name": "source", "emptyDir": {}}, {"name": "out", "emptyDir": {}}]
+    tmp = {"name": "tmp", "mountPath": "/tmp"}
+    store_env, store_secret = _store_env(settings)
+    argv = convert_args(
+        spec=spec,
+        model=model,
+        target_format=target_format,
+        device_class=placement.device_class,
+        product=product,
+        precision=precision,
+        batch=batch,
+        tool=settings.conversion_image(target_format),
+    )
+    image = settings.conversion_image(target_format)
     on_device = target_format is ArtifactFormat.TENSORRT
-    container: Manifest = {
-        "name": "convert",
-        "image": settings.conversion_image(target_format),
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": convert_args(
-            spec=spec,
-            model=model,
-            target_format=target_format,
-            device_class=placement.device_class,
-            product=product,
-            precision=precision,
-            batch=batch,
-            store=settings.store,
-        ),
-        "env": env,
-        "resources": resources(
+
+    def step(name: str, stage: str, mounts: list[Manifest], **extra: Any) -> Manifest:
+        return {
+            "name": name,
+            "image": image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": [*argv, "--stage", stage, *extra.pop("args", [])],
+            "env": [
+                {"name": "INFERPLANE_TERMINATION_LOG", "value": TERMINATION_LOG},
+                *extra.pop("env", []),
+            ],
+            "resources": extra.pop(
+                "resources", {part: dict(values) for part, values in STEP_RESOURCES.items()}
+            ),
+            "securityContext": container_security_context(),
+            "terminationMessagePath": TERMINATION_LOG,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "volumeMounts": [tmp, *mounts],
+            **extra,
+        }
+
+    source_secret = settings.source_secret or settings.store_secret
+    fetch = step(
+        "fetch",
+        "fetch",
+        [
+            {"name": "source", "mountPath": f"{WORK_DIR}/source"},
+            *_claim_mounts(source_claims, pvc_root=settings.pvc_root, read_only=True),
+        ],
+        env=store_env,
+    )
+    if source_secret:
+        fetch["envFrom"] = [{"secretRef": {"name": source_secret}}]
+    network = _network_code(spec.source.image, settings)
+    convert_mounts: list[Manifest] = [
+        {"name": "source", "mountPath": f"{WORK_DIR}/source", "readOnly": True},
+        {"name": "out", "mountPath": f"{WORK_DIR}/out"},
+    ]
+    convert_env: list[Manifest] = []
+    if network:
+        volumes.append({"name": "network", "emptyDir": {}})
+        convert_mounts.append({"name": "network", "mountPath": NETWORK_DIR, "readOnly": True})
+        convert_env.append({"name": "PYTHONPATH", "value": NETWORK_DIR})
+    convert = step(
+        "convert",
+        "convert",
+        convert_mounts,
+        env=convert_env,
+        resources=resources(
             base=settings.conversion_resources,
             device_resource=placement.resource if on_device else None,
             claim=on_device and placement.claim_template is not None,
         ),
-        "securityContext": container_security_context(),
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": mounts,
-    }
-    if env_from:
-        container["envFrom"] = env_from
+    )
+    publish = step(
+        "publish",
+        "publish",
+        [
+            {"name": "source", "mountPath": f"{WORK_DIR}/source", "readOnly": True},
+            {"name": "out", "mountPath": f"{WORK_DIR}/out"},
+            *_claim_mounts(store_claims, pvc_root=settings.pvc_root, read_only=False),
+        ],
+        args=["--store", settings.store, "--key", key, "--json"],
+        env=store_env,
+    )
+    if store_secret:
+        publish["envFrom"] = store_secret
     pod_spec: Manifest = {
         "restartPolicy": "Never",
         "securityContext": pod_security_context(),
-        "containers": [container],
+        "initContainers": [*network, fetch, convert],
+        "containers": [publish],
         "volumes": volumes,
         "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
     }
-    if init:
-        pod_spec["initContainers"] = init
     if on_device:
         pod_spec.update(
             _schedule(placement, keep_off=settings.avoided_labels(placement.device_class))
@@ -420,7 +502,7 @@ def job(
             "name": name,
             "namespace": namespace,
             "labels": labels,
-            "annotations": {naming.KEY_ANNOTATION: key_hint},
+            "annotations": {naming.KEY_ANNOTATION: key},
             "ownerReferences": list(owners),
         },
         "spec": {

@@ -181,7 +181,8 @@ def _status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, A
 
 
 async def _lookup_artifacts(rt: Runtime, keys: list[str]) -> dict[str, observed.Artifact]:
-    """Store lookups for the keys the operator can compute itself (spec.source.sha256 given)."""
+    """Store lookups of the keys the operator assigned: what a conversion produced is what the
+    operator finds there itself."""
     found = {}
     for key in keys:
         if key not in rt.artifacts:
@@ -197,31 +198,6 @@ async def _lookup_artifacts(rt: Runtime, keys: list[str]) -> dict[str, observed.
     return found
 
 
-async def _result_from_log(rt: Runtime, pod: dict[str, Any]) -> None:
-    """A succeeded conversion pod whose termination message holds no result: read the manifest
-    ``inferplane convert --json`` printed from its log, and treat it as the message."""
-    if pod.get("status", {}).get("phase") != "Succeeded":
-        return
-    for status in pod["status"].get("containerStatuses") or []:
-        terminated = (status.get("state") or {}).get("terminated") or {}
-        if not terminated or observed.parse_result(terminated.get("message")):
-            continue
-        meta = pod["metadata"]
-        try:
-            log_text = await rt.kube.logs(
-                meta["name"], namespace=meta["namespace"], container=status["name"]
-            )
-        except errors.KubeError as exc:
-            log.info("no log of %s: %s", meta["name"], exc)
-            continue
-        result = observed.result_from_log(log_text)
-        if result is not None:
-            message: dict[str, Any] = {"key": result.key, "sha256": result.sha256}
-            if result.verification is not None:
-                message["verification"] = result.verification.model_dump(mode="json")
-            terminated["message"] = json.dumps(message)
-
-
 async def _observe(
     rt: Runtime,
     model: planner.Model,
@@ -233,12 +209,20 @@ async def _observe(
 ) -> tuple[observed.Observed, dict[tuple[str, str], str | None]]:
     """What exists for one model, from the cache (``verify``: Jobs from the API server)."""
     kube = rt.kube
-    keys = [planner.known_key(spec, planner.target_options(spec, t)) for t in targets]
-    artifacts = await _lookup_artifacts(rt, [k for k in keys if k])
+    keys = [
+        planner.assigned_key(
+            spec,
+            planner.cluster_options(spec, t, rt.settings),
+            namespace=model.namespace,
+            settings=rt.settings,
+        )
+        for t in targets
+    ]
+    artifacts = await _lookup_artifacts(rt, keys)
     remembered = {t.job for t in previous.targets if t.key and t.job} if previous else set()
     unknown = [t for t, key in zip(targets, keys, strict=True) if key not in artifacts]
     jobs = []
-    for name in planner.conversion_jobs(spec, unknown, model.retry):
+    for name in planner.conversion_jobs(spec, unknown, rt.settings, model.retry):
         if name in remembered:
             continue  # converted before: the status has its key, the Job is not needed
         job = (
@@ -248,16 +232,20 @@ async def _observe(
         )
         if job is not None:
             jobs.append(job)
+    converted = [t for t, key in zip(targets, keys, strict=True) if key in artifacts]
+    for name in planner.conversion_jobs(spec, converted, rt.settings, model.retry):
+        # the Job that just published a found artifact, from the cache only (no API call):
+        # it tells a conversion that ran (an Event) from a store hit (none)
+        job = None if name in remembered else rt.cache.job(model.namespace, name)
+        if job is not None:
+            jobs.append(job)
     pods: list[dict[str, Any]] = []
     for job in jobs:
         conditions = job.get("status", {}).get("conditions") or []
-        if any(c.get("status") == "True" for c in conditions):
-            found = await kube.list(
+        if any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions):
+            pods += await kube.list(  # the failure's message; a success is read from the store
                 "v1", "Pod", namespace=model.namespace, labels={"job-name": job["metadata"]["name"]}
             )
-            for pod in found:
-                await _result_from_log(rt, pod)
-            pods += found
     owned = rt.cache.owned(model.namespace, model.uid)
     deployments = [o for o in owned if o["kind"] == "Deployment"]
     allocated = await _allocations(rt, model, targets, deployments)
@@ -612,6 +600,33 @@ def _runtime(memo: Any) -> Runtime:
 
 def _index_id(kind: str) -> str:
     return f"{kube_mod.PLURALS[kind]}_index"
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials, from the same login as the operator's own calls (``kube.load_config``:
+    the official client's configuration) instead of kopf's built-in service-account login, which
+    dials ``kubernetes.default.svc`` and ignores ``KUBERNETES_SERVICE_HOST``. kopf calls this again
+    when the API server answers 401, so a rotated or revoked token is read afresh."""
+    try:
+        config = kube_mod.load_config()
+    except errors.KubeError as exc:
+        raise kopf.LoginError(str(exc)) from None
+    return connection_info(config)
+
+
+def connection_info(config: kube_mod.Config) -> kopf.ConnectionInfo:
+    """kopf's view of a login: server, CA, client certificate or ``<scheme> <token>``."""
+    scheme, _, token = (config.authorization() or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=config.server,
+        ca_path=config.ca_path,
+        insecure=config.ssl is False,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=config.certificate_path,
+        private_key_path=config.private_key_path,
+    )
 
 
 @kopf.on.startup()

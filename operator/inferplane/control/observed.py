@@ -2,9 +2,11 @@
 """What the operator saw, as plain data: the planner's input besides the spec and the inventory.
 
 Pure: ``kube.py`` lists the objects and the handlers pass them to ``from_objects``; nothing here
-talks to the API. The result of a conversion travels in the Job pod's termination message: a JSON
-object with at least ``key`` (the artifact key in the store); the full artifact manifest
-(``inferplane.json``) is accepted too. Anything else in the message of a failed pod is the error.
+talks to the API. A conversion's artifact is what the operator itself finds in the store under
+the key it assigned the Job: whatever a pod reports is never trusted for it (a tenant can create
+pods with any label and any termination message). A failed pod's termination message is the
+error shown in the status. ``parse_result`` reads a converter's termination message (tests and
+people reading a pod's status).
 """
 
 from __future__ import annotations
@@ -81,27 +83,13 @@ def parse_result(message: str | None) -> Artifact | None:
     )
 
 
-def result_from_log(log: str) -> Artifact | None:
-    """The manifest ``inferplane convert --json`` printed last in a pod's log (stderr progress
-    lines come before it): the fallback when the termination message holds no result."""
-    lines = log.splitlines()
-    for start in range(len(lines) - 1, -1, -1):
-        if lines[start].strip() == "{":
-            return parse_result("\n".join(lines[start:]))
-    return None
-
-
 @dataclass(frozen=True)
 class JobState:
     name: str
     phase: JobPhase
     message: str = ""
-    """The conversion pod's termination message (result JSON, or the error)."""
+    """The conversion pod's termination message (the error of a failed one)."""
     owners: tuple[Mapping[str, Any], ...] = ()
-
-    @property
-    def result(self) -> Artifact | None:
-        return parse_result(self.message) if self.phase is JobPhase.SUCCEEDED else None
 
 
 @dataclass(frozen=True)
@@ -157,12 +145,17 @@ def _job_phase(job: Mapping[str, Any]) -> JobPhase:
 
 
 def _termination_message(pods: Iterable[Mapping[str, Any]], job: str) -> str:
-    """The newest terminated message among a Job's pods (its last attempt)."""
+    """The newest terminated message among a Job's pods (its last attempt), init containers
+    included: a conversion Job's fetch and convert steps are init containers."""
     found: list[tuple[str, str]] = []
     for pod in pods:
         if pod.get("metadata", {}).get("labels", {}).get("job-name") != job:
             continue
-        for status in pod.get("status", {}).get("containerStatuses") or []:
+        status_of = pod.get("status", {})
+        statuses = (status_of.get("initContainerStatuses") or []) + (
+            status_of.get("containerStatuses") or []
+        )
+        for status in statuses:
             terminated = (status.get("state") or {}).get("terminated") or {}
             if terminated:
                 found.append((terminated.get("finishedAt") or "", terminated.get("message") or ""))

@@ -233,14 +233,26 @@ def batch_profile(
 
 
 def target_options(spec: v1alpha1.InferenceModelSpec, target: Target) -> TargetOptions:
+    """The options a target is converted with, as the spec decides them (a checkpoint's network
+    code named by ``source.image``); ``cluster_options`` adds the converting tool."""
+    source = spec.source
     return TargetOptions(
         format=target.format,
         device_class=target.device_class,
         product=target.product,
         precision=target.precision,
         batch=batch_profile(spec, target.format),
-        **checkpoint_graph(spec.source.format, spec.source.network, spec.source.inputs),
+        **checkpoint_graph(source.format, source.network, source.inputs, source.image or ""),
     )
+
+
+def cluster_options(
+    spec: v1alpha1.InferenceModelSpec, target: Target, settings: OperatorSettings
+) -> TargetOptions:
+    """A target's options in the cluster: the converting tool is the conversion image (a new
+    image, e.g. another TensorRT, converts again)."""
+    options = target_options(spec, target)
+    return dataclasses.replace(options, tool=settings.conversion_image(target.format))
 
 
 def conversion_id(
@@ -266,9 +278,23 @@ def conversion_id(
     return naming.digest(text, 16)
 
 
-def known_key(spec: v1alpha1.InferenceModelSpec, options: TargetOptions) -> str | None:
-    """The store key, when the operator can compute it (spec.source.sha256 given)."""
-    return artifact_key(spec.source.sha256, options) if spec.source.sha256 else None
+def assigned_key(
+    spec: v1alpha1.InferenceModelSpec,
+    options: TargetOptions,
+    *,
+    namespace: str,
+    settings: OperatorSettings,
+) -> str:
+    """The store key the operator assigns a conversion: the Job's publish step writes exactly
+    this key, and the operator serves only what it finds there itself (never a key a pod
+    reports). Named by the source's digest when the spec gives it, else by its URI; prefixed by
+    the namespace unless ``settings.share_artifacts`` and the digest is given (a URI, a pvc://
+    claim above all, means something else in another namespace)."""
+    source = spec.source
+    key = artifact_key(source.sha256 or f"uri:{source.uri}", options)
+    if settings.share_artifacts and source.sha256:
+        return key
+    return f"{namespace}.{key}"
 
 
 # --- the operator's plan --------------------------------------------------------------------------
@@ -356,14 +382,19 @@ def onnx_fallback(target: Target, message: str) -> Target:
     )
 
 
-def job_of(spec: v1alpha1.InferenceModelSpec, target: Target, retry: str = "") -> str:
+def job_of(
+    spec: v1alpha1.InferenceModelSpec, target: Target, settings: OperatorSettings, retry: str = ""
+) -> str:
     """The name of the conversion Job that makes ``target``'s artifact."""
-    cid = conversion_id(spec, target_options(spec, target), retry)
+    cid = conversion_id(spec, cluster_options(spec, target, settings), retry)
     return naming.job_name(cid, target.device_class, target.product)
 
 
 def conversion_jobs(
-    spec: v1alpha1.InferenceModelSpec, targets: Sequence[Target], retry: str = ""
+    spec: v1alpha1.InferenceModelSpec,
+    targets: Sequence[Target],
+    settings: OperatorSettings,
+    retry: str = "",
 ) -> list[str]:
     """The Jobs the targets use (a TensorRT target's ONNX fallback too): what to observe."""
     names = []
@@ -371,7 +402,7 @@ def conversion_jobs(
         candidates = [target]
         if target.format is ArtifactFormat.TENSORRT:
             candidates.append(onnx_fallback(target, ""))
-        names += [job_of(spec, candidate, retry) for candidate in candidates]
+        names += [job_of(spec, candidate, settings, retry) for candidate in candidates]
     return names
 
 
@@ -411,18 +442,17 @@ def _plan_target(
     scaling: scaling_mod.Scaling,
     avoid_nodes: Sequence[str] = (),
 ) -> _Work:
-    options = target_options(spec, target)
+    options = cluster_options(spec, target, settings)
     job = naming.job_name(
         conversion_id(spec, options, model.retry), target.device_class, target.product
     )
-    key = known_key(spec, options)
+    key = assigned_key(spec, options, namespace=model.namespace, settings=settings)
     state = observed.jobs.get(job)
-    artifact: Artifact | None = observed.artifacts.get(key) if key else None
-    converted = False
-    if artifact is None and state is not None:
-        artifact = state.result
-        converted = artifact is not None
-    if artifact is None and previous is not None and previous.job == job and previous.key:
+    artifact: Artifact | None = observed.artifacts.get(key)
+    # a conversion that ran (its Job exists, the store has its key: the publish step writes it
+    # just before the Job completes) says so with an Event; a store hit with no Job does not
+    converted = artifact is not None and state is not None
+    if artifact is None and previous is not None and previous.job == job and previous.key == key:
         artifact = Artifact(previous.key, previous.sha256, previous.verification)
     status = v1alpha1.TargetStatus(
         device_class=target.device_class,
@@ -502,15 +532,14 @@ def _plan_target(
                     product=target.product,
                     precision=target.precision,
                     batch=options.batch,
-                    key_hint=key or "",
+                    key=key,
                     settings=settings,
                 )
             )
         if state is not None and state.phase is JobPhase.SUCCEEDED:
             status.phase = "Failed"
             status.message = (
-                "the conversion Job succeeded but reported no artifact key in its termination "
-                f"message ({state.message[:200]!r})"
+                f"the conversion Job succeeded but the store holds no artifact under its key {key}"
             )
         else:
             status.phase = "Converting"
@@ -877,6 +906,11 @@ def plan(
             events.append(Event("Warning", "ScalingSignalUnavailable", signal.message))
         elif signal.status == "False" and had:
             events.append(Event("Normal", "ScalingSignalAvailable", signal.message))
+    pinned = status_mod.image_pinned(
+        spec.source.image, previous=previous, generation=model.generation, now=now
+    )
+    if pinned is not None:
+        conditions.append(pinned)
     status = v1alpha1.InferenceModelStatus(
         phase=phase,
         conditions=conditions,

@@ -171,7 +171,19 @@ class OperatorSettings(BaseSettings):
     """Artifact store URI: s3://bucket/prefix, pvc://claim/path or file:///path (single machine)."""
     store_secret: str | None = None
     """Secret (in each model's namespace) with the store's credentials as environment variables
-    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...); given to conversion and fetch containers."""
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...); given only to containers that run
+    inferplane's own code: a conversion Job's publish step and the servers' fetch step, never to
+    the step that runs the network's code."""
+    source_secret: str | None = None
+    """Secret (in each model's namespace) with read-only credentials for model sources and
+    validation sets (s3://), given only to a conversion Job's fetch step. Unset: the store's."""
+    share_artifacts: bool = False
+    """Share artifacts across namespaces. Off (the default): every artifact key starts with the
+    model's namespace, so a namespace's conversions never write, nor serve, another's. On: a
+    model whose spec gives the source's sha256 uses the content-addressed key alone, and another
+    namespace converting the same source with the same options reuses that artifact; any
+    namespace allowed to create InferenceModels then publishes artifacts the others serve
+    (docs/install.md, "Who may write the artifact store")."""
     s3_endpoint: str | None = None
     """S3 endpoint URL for S3-compatible stores (MinIO, Ceph); passed as INFERPLANE_S3_ENDPOINT."""
     pvc_root: str = "/mnt/inferplane/pvc"

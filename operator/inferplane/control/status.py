@@ -109,6 +109,29 @@ def conditions(
     return [converted_cond, verified, ready_cond]
 
 
+def image_pinned(
+    image: str | None,
+    *,
+    previous: v1alpha1.InferenceModelStatus | None,
+    generation: int,
+    now: datetime,
+) -> v1alpha1.Condition | None:
+    """``SourceImagePinned`` for a spec whose network code comes from ``source.image``: the
+    artifact key names the image by its reference, so a tag pushed again with new code would
+    reuse the artifact converted from the old code. Pinned by digest (``@sha256:``) it cannot."""
+    if not image:
+        return None
+    args: dict[str, Any] = {"previous": previous, "generation": generation, "now": now}
+    kind = v1alpha1.ConditionType.SOURCE_IMAGE_PINNED
+    if "@sha256:" in image:
+        return _condition(kind, "True", "PinnedByDigest", f"{image} names one image", **args)
+    message = (
+        f"source.image {image} is a tag, which can move: new network code pushed under it "
+        "would reuse the artifact converted from the old code; pin it by digest (image@sha256:...)"
+    )
+    return _condition(kind, "False", "MutableTag", message, **args)
+
+
 def phase(targets: list[v1alpha1.TargetStatus]) -> v1alpha1.Phase:
     phases = [t.phase for t in targets]
     if not phases or all(p == "Failed" for p in phases):

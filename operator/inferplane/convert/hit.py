@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from inferplane import errors
-from inferplane.artifacts import uris
+from inferplane.artifacts import archives, uris
 from inferplane.artifacts.key import MANIFEST_NAME, artifact_key, sha256_file
 from inferplane.convert import progress, termination
 from inferplane.convert.target import Conversion, cli_fields
@@ -44,12 +44,16 @@ def answer(options: Mapping[str, Any], reporter: progress.Reporter) -> bool:
 
 
 def _find(options: Mapping[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    if not options.get("store"):
+        return None
     root = uris.local_path(options["store"])
     source = uris.local_path(options["source"])
     if root is None or source is None or not source.is_file():
         return None
     conversion = Conversion(**cli_fields(options))
     conversion.check()
+    if conversion.network and archives.is_archive(source):
+        return None  # the network's code is in the archive: its digest needs the unpacked files
     digest = sha256_file(source)
     expected = options.get("source_sha256")
     if expected and expected.lower() != digest:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from inferplane import errors
 from inferplane.artifacts.key import TargetOptions, checkpoint_graph
+from inferplane.convert import identity
 from inferplane.devices import ArtifactFormat, DeviceClass
 
 F = ArtifactFormat
@@ -64,6 +66,8 @@ def cli_fields(options: Mapping[str, Any]) -> dict[str, Any]:
         "device_spec": options.get("device_spec"),
         "precision": options.get("precision") or "fp32",
         "batch": parse_batch(options.get("batch")),
+        "code": options.get("code_id"),
+        "tool": options.get("tool_id"),
     }
 
 
@@ -80,6 +84,12 @@ class Conversion:
     device_spec: str | None = None
     precision: str = "fp32"
     batch: tuple[int, int, int] | None = None
+    code: str | None = None
+    """The network code's identity as the operator names it (the ``source.image`` reference;
+    ``""``: the code comes with the conversion image). None: a digest of the module's files."""
+    tool: str | None = None
+    """The converting tool's identity as the operator names it (the conversion image). None:
+    the versions of this machine's tools (``identity.tool_identity``)."""
 
     def check(self) -> None:
         """Every mistake that can be seen before any work starts, as a SpecError."""
@@ -119,13 +129,21 @@ class Conversion:
         """The batch profile the target is built for (the default when none was asked)."""
         return self.batch or DEFAULT_PROFILE
 
-    def options(self) -> TargetOptions:
-        """The options the artifact is converted with, and so named by."""
+    def options(self, *, code_dir: Path | None = None) -> TargetOptions:
+        """The options the artifact is converted with, and so named by.
+
+        ``code_dir``: the code that came with the source (an archive's), searched first for the
+        network module when its files are digested.
+        """
+        code = self.code
+        if code is None and self.source_format is F.MINDSPORE_CHECKPOINT and self.network:
+            code = identity.code_digest(self.network, identity.search_path(code_dir))
         return TargetOptions(
             format=self.target,
             device_class=self.device_class or DEFAULT_DEVICE[self.target],
             product=self.device_spec,
             precision=self.precision,
             batch=self.profile if self.target in PROFILE_TARGETS else self.batch,
-            **checkpoint_graph(self.source_format, self.network, self.inputs),
+            **checkpoint_graph(self.source_format, self.network, self.inputs, code),
+            tool=self.tool or identity.tool_identity(self.source_format, self.target),
         )
