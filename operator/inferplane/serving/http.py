@@ -96,7 +96,8 @@ TICK_S = 1.0
 value and two ticks after."""
 
 STALLED_S = 1.0
-"""At shutdown, a connection whose request has not progressed for this long is cut."""
+"""At shutdown, a connection whose request has not progressed for this long (and up to a
+tick more: its last byte's time is read off the tick) is cut."""
 
 
 class HttpServer:
@@ -147,7 +148,7 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while self.connections and loop.time() < deadline and not self._aborted.is_set():
-            stalled = loop.time() - STALLED_S
+            stalled = self.now - STALLED_S - TICK_S  # ``last_data`` is read off the tick
             for connection in list(self.connections):
                 connection.close_if_idle(stalled)
             await asyncio.sleep(0.01)
