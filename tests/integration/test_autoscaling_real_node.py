@@ -299,6 +299,9 @@ class Scene:
     tmp_path: Path
 
     def operator(self, **env: str) -> contextlib.AbstractContextManager[op.Operator]:
+        """The operator for this namespace only: a cluster shared with another session (one
+        reused through INFERPLANE_REAL_KUBECONFIG) may hold models that are not ours."""
+        env["INFERPLANE_NAMESPACES"] = json.dumps([self.namespace])
         return _operator(self.cluster, self.tmp_path, self.store, self.pvc_root, self.image, **env)
 
 
