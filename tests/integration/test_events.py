@@ -423,7 +423,10 @@ def test_a_single_pool_fixed_model_costs_at_most_six_writes(
     store = tmp_path / "store"
     inventory = Inventory.from_nodes(cluster.get("nodes"))
     assert operator_scale._prefill(store, [spec], inventory, namespace) == 1
-    process = op.Operator(cluster, store=f"file://{store}", log=tmp_path / "operator.log")
+    process = op.Operator(  # watching this namespace only: the count is this model's alone
+        cluster, store=f"file://{store}", log=tmp_path / "operator.log",
+        INFERPLANE_NAMESPACES=json.dumps([namespace]),
+    )  # fmt: skip
     process.start()
     try:
         cluster.apply({**op.model("cheap"), "spec": spec}, namespace=namespace)
