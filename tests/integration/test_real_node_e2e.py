@@ -35,6 +35,10 @@ RELEASE = "ip"
 CODE_IMAGE = "inferplane.test/lenet-code:1"
 INPUT = "x"
 
+pytestmark = pytest.mark.timeout(1800)
+"""The first test carries the module's setup: building the images on a cold machine (about six
+minutes here) and importing them into containerd (the mindspore image alone took 139 s)."""
+
 
 class Product:
     """What the module's fixture installed: the release's namespace and the store's folder."""
