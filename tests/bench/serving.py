@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Serving benchmark: ``inferplane serve`` against its compute and transport limits, side by side.
 
-    python -m tests.bench.serving [--duration 3] [--quick]
+    python -m tests.bench.serving [--duration 3] [--quick] [--model M] [--enc E] [--concurrency C]
 
 For each model (small MLP 64-128-10; heavy MLP 2048-2048-2048-10, 32 MB of weights), encoding
 (JSON, binary) and concurrency (1, 8, 32), batch 1 per request, it measures in one run:
@@ -116,8 +116,9 @@ def lua_script(request: Request, path: Path) -> Path:
 @dataclass
 class Load:
     rps: float
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float | None
+    """None: the slice completed no request (wrk prints no latency distribution then)."""
+    p99_ms: float | None
     client_cores: float
     server_cores: float
     errors: int
@@ -146,15 +147,27 @@ def wrk(port: int, path: str, script: Path, connections: int, duration: float, p
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / wall
     server = (cpu_seconds(pid) - server_before) / wall
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M)[1])  # type: ignore[index]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M)[1])  # type: ignore[index]
+    return parse_wrk(out, client, server)
+
+
+def parse_wrk(out: str, client_cores: float, server_cores: float) -> Load:
+    """``wrk --latency``'s report; a slice that completed no request is 0 req/s, no latency."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+(\S+)$", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)$", out, re.M)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     errors = int(bad[1]) if bad else 0
     if socket_errors:
         errors += sum(int(n) for n in re.findall(r"\d+", socket_errors[1]))
-    return Load(rps, p50, p99, client, server, errors)
+    return Load(
+        float(rps[1]) if rps else 0.0,
+        _ms(p50[1]) if p50 else None,
+        _ms(p99[1]) if p99 else None,
+        client_cores,
+        server_cores,
+        errors,
+    )
 
 
 def batch_stats(port: int) -> tuple[float, float, float]:
@@ -179,12 +192,26 @@ def merge(loads: list[Load]) -> Load:
     """Mean throughput and CPU, median latencies, summed errors of several slices."""
     return Load(
         rps=statistics.mean(x.rps for x in loads),
-        p50_ms=statistics.median(x.p50_ms for x in loads),
-        p99_ms=statistics.median(x.p99_ms for x in loads),
+        p50_ms=_median([x.p50_ms for x in loads]),
+        p99_ms=_median([x.p99_ms for x in loads]),
         client_cores=statistics.mean(x.client_cores for x in loads),
         server_cores=statistics.mean(x.server_cores for x in loads),
         errors=sum(x.errors for x in loads),
     )
+
+
+def _median(values: list[float | None]) -> float | None:
+    """The median of the slices that completed a request (None: none did)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _latency(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.2f}"
+
+
+def _percent(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f} %" if whole else "-"
 
 
 def compute_limit(model: Path, threads: int, rows: int, duration: float) -> float:
@@ -353,6 +380,10 @@ def main() -> None:
         "--quick", action="store_true", help="small model, binary, c=8, batching off and on"
     )
     parser.add_argument("--model", choices=["small", "heavy"], help="only this model's rows")
+    parser.add_argument("--enc", choices=["json", "binary"], help="only this encoding's rows")
+    parser.add_argument(
+        "--concurrency", type=int, action="append", help="only these concurrencies (repeatable)"
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -398,10 +429,17 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         plans = [p for p in plans if p[0] == args.model]
     if args.quick:
         plans = [(*plans[0][:6], [8]), (*plans[1][:6], [1, 8])]
+    if args.concurrency:
+        plans = [(*p[:6], [c for c in p[6] if c in args.concurrency]) for p in plans]
+    encodings = (False, True) if not args.quick else (True,)
+    if args.enc:
+        encodings = (args.enc == "binary",)
     for name, mode, path, features, batch, extra, concurrencies in plans:
+        if not concurrencies:
+            continue
         server = inferplane(path, *extra)
         try:
-            for binary in (False, True) if not args.quick else (True,):
+            for binary in encodings:
                 request = make_request(features, binary)
                 script = lua_script(request, work / f"{name}-{binary}.lua")
                 reply = server_reply(server.port, name, request, work)
@@ -464,19 +502,21 @@ def measure(
         return f"{loads[name].rps:,.0f}" if name in loads else "-"
 
     def share(name: str) -> str:
-        return f"{100 * loads[name].rps / limit:.0f} %" if name in loads else "-"
+        return _percent(loads[name].rps, limit) if name in loads else "-"
 
     def cpu(name: str) -> str:
-        return f"{1e6 * loads[name].server_cores / loads[name].rps:.0f}" if name in loads else "-"
+        if name not in loads or not loads[name].rps:
+            return "-"
+        return f"{1e6 * loads[name].server_cores / loads[name].rps:.0f}"
 
     baseline = ""
     if "baseline" in loads:
         b = loads["baseline"]
         baseline = (
-            f" {b.rps:,.0f} | {b.p50_ms:.2f} | {100 * s.rps / b.rps:.0f} % | {cpu('baseline')} |"
+            f" {b.rps:,.0f} | {_latency(b.p50_ms)} | {_percent(s.rps, b.rps)} | {cpu('baseline')} |"
         )
     return (
-        f"{s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {compute:,.0f} | "
+        f"{s.rps:,.0f} | {_latency(s.p50_ms)} | {_latency(s.p99_ms)} | {compute:,.0f} | "
         f"{'-' if wide is None else f'{wide:,.0f}'} | {t.rps:,.0f} | {rate('reference')} | "
         f"{rate('floor')} | {share('server')} | {share('floor')} | {cpu('server')} | "
         f"{cpu('transport')} | {cpu('floor')} | {s.client_cores:.2f} | {s.server_cores:.2f} | "
