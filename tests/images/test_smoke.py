@@ -188,15 +188,23 @@ def test_mindspore_image_converts_and_serves_lenet(lenet_checkpoint: Path, tmp_p
 
 @BUILD_TIMEOUT
 def test_operator_image_has_no_model_runtime() -> None:
+    """No model runtime; what it keeps of the kubernetes client (its login) and of botocore
+    (the S3, STS and SSO models: an S3 store and its credentials) still loads."""
     image = images.for_tests("operator")
     probe = (
         "import importlib.util as u\n"
         "names = ('numpy', 'onnx', 'onnxruntime', 'mindspore', 'kopf', 'boto3')\n"
         "print(' '.join(n for n in names if u.find_spec(n)))\n"
+        "import boto3\n"
+        "for service in ('s3', 'sts', 'sso', 'sso-oidc'):\n"
+        "    boto3.client(service, region_name='us-east-1', endpoint_url='http://127.0.0.1:9')\n"
+        "from inferplane.control import kube\n"
+        "from kubernetes import client, config\n"
+        "print('clients ok')\n"
     )
     code, output = container.run_to_end(image, ["-c", probe], entrypoint=["python"])
     assert code == 0, output
-    assert output.split() == ["kopf", "boto3"], output
+    assert output.split() == ["kopf", "boto3", "clients", "ok"], output
 
 
 @BUILD_TIMEOUT
