@@ -368,7 +368,8 @@ def running(cluster: handle.Cluster, directory: Path, address: str) -> Iterator[
     """Prometheus and KEDA (built first when missing) beside ``cluster``, KEDA's CRDs applied
     and its metrics API server Available through the aggregation layer. On the way out the
     APIService goes with the processes: an unavailable aggregated API breaks discovery for every
-    later client of the cluster (the CRDs stay; they cost nothing)."""
+    later client of the cluster, and every ScaledObject goes first, while KEDA can still remove
+    its finalizer (the CRDs stay; they cost nothing)."""
     build.ensure_built(versions.AUTOSCALING, echo=True)
     for crd in sorted(build.keda_crds().glob("*.yaml")):
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
@@ -398,5 +399,11 @@ def running(cluster: handle.Cluster, directory: Path, address: str) -> Iterator[
         )
         yield stack
     finally:
+        # ScaledObjects carry KEDA's finalizer: they go while KEDA still runs, or a namespace
+        # deleted after the tests would wait on them for ever.
+        cluster.kubectl(
+            "delete", "scaledobjects.keda.sh", "--all", "--all-namespaces", "--wait=true",
+            "--timeout=120s", check=False,
+        )  # fmt: skip
         cluster.kubectl("delete", "apiservice", EXTERNAL_METRICS, "--ignore-not-found", check=False)
         stack.stop()
