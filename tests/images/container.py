@@ -161,7 +161,18 @@ def run(
         finally:
             if process is not None:
                 _stop(cid, process)
-            subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
+            _remove(container)
+
+
+def _remove(container: str) -> None:
+    """Unmount and remove the working container; a mount that runc only just released can be
+    busy for a moment, so try a few times and say so if it stays."""
+    for _ in range(10):
+        subprocess.run(["buildah", "umount", container], capture_output=True, check=False)
+        if subprocess.run(["buildah", "rm", container], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    tools.say(f"could not remove the working container {container}: `buildah rm {container}`")
 
 
 def _stop(cid: str, process: subprocess.Popen[bytes]) -> None:
