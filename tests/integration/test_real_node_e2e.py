@@ -211,7 +211,7 @@ def test_the_operator_runs_in_a_pod_as_the_chart_s_service_account(product: Prod
         log = product.cluster.kubectl("logs", "-n", product.namespace, name).stdout
         return log if "login_with_service_account' succeeded" in log else None
 
-    log = handle.wait_until(logged_in, timeout=60, what="the operator's in-cluster login")
+    log = handle.wait_until(logged_in, timeout=180, what="the operator's in-cluster login")
     assert "cannot" not in log.lower(), log[-3000:]
 
 
