@@ -43,6 +43,7 @@ from inferplane.api import v1alpha1
 from inferplane.control import builders, naming
 from inferplane.devices import ArtifactFormat, DeviceClass
 
+_BROKEN = "convert_args no longer takes store= (conversion Job split); to be ported"
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "busy"
 POOL = naming.pool_name(MODEL, DeviceClass.CPU, None)
@@ -318,7 +319,7 @@ def scene(
     return Scene(real_cluster, real_namespace, spec, *store, cpu_image, tmp_path)
 
 
-@pytest.mark.skip(reason="broken by the conversion Job split (convert_args no longer takes store=); red in the final CI run, to be ported")
+@pytest.mark.skip(reason=_BROKEN)
 def test_keda_scales_on_requests_in_flight_under_real_load(
     scene: Scene, stack: autoscaling.Stack
 ) -> None:
@@ -390,7 +391,7 @@ def test_keda_scales_on_requests_in_flight_under_real_load(
         assert signal and signal[0]["status"] == "False" and signal[0]["reason"] == "ScaledObject"
 
 
-@pytest.mark.skip(reason="broken by the conversion Job split (convert_args no longer takes store=); red in the final CI run, to be ported")
+@pytest.mark.skip(reason=_BROKEN)
 def test_without_keda_or_custom_metrics_it_scales_on_cpu_and_says_why(scene: Scene) -> None:
     real_cluster, namespace, spec = scene.cluster, scene.namespace, scene.spec
     assert (

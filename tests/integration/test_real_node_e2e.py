@@ -196,7 +196,7 @@ def product(
             real_cluster.kubectl("delete", "pv", f"{namespace}-store", "--wait=false", check=False)
 
 
-@pytest.mark.xfail(reason="in-cluster login timed out after 180 s in the final CI run; under investigation", strict=False)
+@pytest.mark.xfail(reason="in-cluster login timed out (180 s) in CI", strict=False)
 def test_the_operator_runs_in_a_pod_as_the_chart_s_service_account(product: Product) -> None:
     (pod,) = [
         p
