@@ -81,10 +81,11 @@ def _plan(
     observed: Observed,
     previous: v1alpha1.InferenceModelStatus | None = None,
     model: planner.Model = MODEL,
+    now: datetime = NOW,
 ) -> planner.Plan:
     return planner.plan(
         model=model, spec=spec, inventory=inventory, observed=observed, previous=previous,
-        settings=SETTINGS, now=NOW,
+        settings=SETTINGS, now=now,
     )  # fmt: skip
 
 
@@ -213,13 +214,37 @@ def test_a_class_not_ready_past_the_grace_is_degraded_not_deleted() -> None:
     assert any(t.phase == "Retained" for t in _status(plan).targets)
 
 
-def test_node_deleted_keeps_the_pool_until_the_replacement_is_ready() -> None:
-    spec = _spec()
+def _retained_t4(status: v1alpha1.InferenceModelStatus) -> v1alpha1.TargetStatus:
+    (t4,) = [t for t in status.targets if t.product == "T4"]
+    assert t4.phase == "Retained"
+    return t4
+
+
+def _t4_deleted(
+    spec: v1alpha1.InferenceModelSpec, pool: PoolState
+) -> tuple[Inventory, Observed, planner.Plan]:
+    """A model serving on T4, then every T4 node deleted (at NOW): the inventory without them,
+    the T4 pool as ``pool`` says, and the first plan."""
     previous = _serving_on_t4(spec)
     without_t4 = _inventory([n for n in _nodes() if not _t4(n)])
-    observed = Observed(pools={T4: _ready(T4, TRT_T4, 2)}, children=_children(T4))
-    plan = _plan(spec, without_t4, observed, previous)
+    observed = Observed(pools={T4: pool}, children=_children(T4))
+    return without_t4, observed, _plan(spec, without_t4, observed, previous)
+
+
+NVIDIA_ONLY = {"devices": ["nvidia"], "deviceOptions": PREFER_T4["deviceOptions"]}
+
+
+def test_node_deleted_keeps_the_pool_for_the_grace_and_until_the_replacement_is_ready() -> None:
+    spec = _spec()
+    grace = SETTINGS.class_gone_grace_s
+    without_t4, observed, plan = _t4_deleted(spec, _ready(T4, TRT_T4, 2))
     assert plan.delete == []  # its pods still answer: nothing else serves yet
+    assert plan.recheck_s == grace
+    status = _status(plan)
+    t4 = _retained_t4(status)
+    assert t4.class_gone_since == NOW
+    assert t4.reason is not None and "no node left since 2026-11-26T02:00:00Z" in t4.reason
+    assert status.phase == "Degraded"
     cpu_job = next(t.job for t in plan.targets if t.device_class is DeviceClass.CPU) or ""
     observed = Observed(
         jobs={cpu_job: JobState(cpu_job, JobPhase.SUCCEEDED)},
@@ -227,18 +252,75 @@ def test_node_deleted_keeps_the_pool_until_the_replacement_is_ready() -> None:
         pools={T4: _ready(T4, TRT_T4, 2), CPU: _ready(CPU, ONNX_CPU)},
         children=_children(T4, CPU),
     )
-    done = _plan(spec, without_t4, observed, _status(plan))
+    # the replacement serves, but the class is gone only for a minute: the pool stays, and the
+    # clock runs from the first moment (read back from the status: a restart keeps it)
+    minute = _plan(spec, without_t4, observed, status, now=NOW + timedelta(seconds=60))
+    assert minute.delete == [] and minute.recheck_s == grace - 60
+    assert _retained_t4(_status(minute)).class_gone_since == NOW
+    ready = {c.type: c for c in _status(minute).conditions}["Ready"]
+    assert _status(minute).phase == "Degraded" and "nvidia/T4: no node left" in ready.message
+    done = _plan(spec, without_t4, observed, _status(minute), now=NOW + timedelta(seconds=grace))
     assert ("apps/v1", "Deployment", T4) in done.delete
-    assert _status(done).phase == "Ready"
+    assert _status(done).phase == "Ready" and done.recheck_s is None
 
 
-def test_a_gone_pool_without_ready_pods_goes_at_once() -> None:
+def test_a_gone_pool_without_ready_pods_goes_when_the_grace_ends() -> None:
     spec = _spec()
-    previous = _serving_on_t4(spec)
-    without_t4 = _inventory([n for n in _nodes() if not _t4(n)])
-    observed = Observed(pools={T4: PoolState(T4, TRT_T4, 0, 0, 0, True, 2)}, children=_children(T4))
-    plan = _plan(spec, without_t4, observed, previous)
-    assert ("apps/v1", "Deployment", T4) in plan.delete
+    without_t4, observed, plan = _t4_deleted(spec, PoolState(T4, TRT_T4, 0, 0, 0, True, 2))
+    assert plan.delete == [] and _retained_t4(_status(plan)).ready_replicas == 0
+    almost = NOW + timedelta(seconds=SETTINGS.class_gone_grace_s - 1)
+    assert _plan(spec, without_t4, observed, _status(plan), now=almost).delete == []
+    after = NOW + timedelta(seconds=SETTINGS.class_gone_grace_s)
+    assert ("apps/v1", "Deployment", T4) in _plan(
+        spec, without_t4, observed, _status(plan), now=after
+    ).delete
+
+
+def test_a_class_back_within_the_grace_keeps_its_pool_and_drops_the_fallback() -> None:
+    spec = _spec()
+    *_, gone = _t4_deleted(spec, PoolState(T4, TRT_T4, 2, 0, 2, True, 2))
+    cpu_job = next(t.job for t in gone.targets if t.device_class is DeviceClass.CPU) or ""
+    assert cpu_job and _retained_t4(_status(gone)).class_gone_since == NOW
+    back = _plan(
+        spec,
+        _inventory(_nodes()),
+        Observed(
+            jobs={cpu_job: JobState(cpu_job, JobPhase.RUNNING, owners=(MODEL.owner(),))},
+            owned_jobs={cpu_job: JobState(cpu_job, JobPhase.RUNNING, owners=(MODEL.owner(),))},
+            pools={T4: _ready(T4, TRT_T4, 2)},
+            children=_children(T4),
+        ),
+        _status(gone),
+        now=NOW + timedelta(seconds=60),
+    )
+    assert back.delete == [("batch/v1", "Job", cpu_job)]  # the fallback's conversion, only
+    status = _status(back)
+    assert status.phase == "Ready" and [t.phase for t in status.targets] == ["Ready"]
+    assert status.targets[0].class_gone_since is None and back.recheck_s is None
+
+
+def test_a_gone_class_whose_pods_still_serve_alone_is_never_removed() -> None:
+    spec = _spec(**NVIDIA_ONLY)
+    without_t4, observed, first = _t4_deleted(spec, _ready(T4, TRT_T4, 2))
+    later = _plan(spec, without_t4, observed, _status(first), now=NOW + timedelta(hours=1))
+    assert later.delete == [] and later.recheck_s is None
+    status = _status(later)
+    assert status.phase == "Degraded" and status.ready_replicas == 2
+    assert "ready pods serve until the new pools are ready" in (_retained_t4(status).reason or "")
+    # its pods gone too: nothing serves, the model fails (NoDevice) and the pool goes
+    empty = Observed(pools={T4: PoolState(T4, TRT_T4, 2, 0, 0, True, 2)}, children=_children(T4))
+    gone = _plan(spec, without_t4, empty, status, now=NOW + timedelta(hours=1))
+    assert ("apps/v1", "Deployment", T4) in gone.delete and _status(gone).phase == "Failed"
+
+
+def test_a_gone_class_with_no_fallback_says_the_pool_is_kept() -> None:
+    spec = _spec(**NVIDIA_ONLY)
+    *_, plan = _t4_deleted(spec, PoolState(T4, TRT_T4, 2, 0, 2, True, 2))
+    assert plan.delete == []
+    status = _status(plan)
+    ready = {c.type: c for c in status.conditions}["Ready"]
+    assert status.phase == "Failed" and ready.reason == "NoDevice"
+    assert "nvidia/T4: no node left since" in ready.message and "kept until" in ready.message
 
 
 def test_a_better_class_appearing_keeps_the_old_pool_until_it_serves() -> None:

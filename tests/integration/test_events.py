@@ -172,12 +172,50 @@ def test_a_not_ready_flap_moves_nothing(
     assert _phase_and_devices(cluster, namespace, "flap") == ("Ready", "nvidia/T4")
 
 
-def test_a_deleted_node_keeps_its_pool_until_the_replacement_serves(
-    cluster: handle.Cluster, operator: op.Operator, namespace: str
+CLASS_GONE_GRACE_S = 20.0
+"""The class-gone grace of the node-deletion test: short, yet long enough for a node to be
+re-created within it on a loaded machine."""
+
+
+def _t4_target(cluster: handle.Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    status = op.get_model(cluster, namespace, name).get("status") or {}
+    return next((t for t in status.get("targets", []) if t.get("product") == "T4"), None)
+
+
+def test_a_deleted_class_keeps_its_pool_for_the_grace_and_until_the_replacement_serves(
+    cluster: handle.Cluster, crd: None, namespace: str, tmp_path: Path
 ) -> None:
-    pool = _serving_on_t4(cluster, namespace, "moved")
+    grace = str(CLASS_GONE_GRACE_S)
+    operator = op.Operator(
+        cluster, store=f"file://{tmp_path / 'store'}", log=tmp_path / "operator.log",
+        INFERPLANE_CLASS_GONE_GRACE_S=grace,
+    )  # fmt: skip
+    operator.start()
     removed = [n for n in cluster.nodes.nodes if n.product.name == "T4"]
     try:
+        pool = _serving_on_t4(cluster, namespace, "moved")
+        uid = _deployments(cluster, namespace)[pool]["metadata"]["uid"]
+        # deleted and back within the grace (a node replaced): the pool is never touched
+        for node in removed:
+            cluster.kubectl("delete", "node", node.name, "--wait=true")
+        t4 = handle.wait_until(
+            lambda: (lambda t: t if t and t.get("phase") == "Retained" else None)(
+                _t4_target(cluster, namespace, "moved")
+            ),
+            timeout=30,
+            what="the T4 pool to be retained",
+        )  # fmt: skip
+        assert t4["classGoneSince"] and "no node left since" in t4["reason"], t4
+        assert "kept until" in t4["reason"]
+        for node in removed:
+            cluster.apply(node.manifest())
+        op.wait_phase(cluster, namespace, "moved", "Ready", timeout=60)
+        assert _phase_and_devices(cluster, namespace, "moved") == ("Ready", "nvidia/T4")
+        assert _deployments(cluster, namespace)[pool]["metadata"]["uid"] == uid
+        assert (_t4_target(cluster, namespace, "moved") or {}).get("classGoneSince") is None
+
+        # deleted for good: the cpu fallback serves, the T4 pool stays the grace, then goes
+        deleted = time.monotonic()
         for node in removed:
             cluster.kubectl("delete", "node", node.name, "--wait=true")
         _release_target(cluster, namespace, "moved", "cpu")
@@ -186,17 +224,20 @@ def test_a_deleted_node_keeps_its_pool_until_the_replacement_serves(
         def swapped() -> bool:
             deployments = _deployments(cluster, namespace)
             if pool in deployments:
-                # the T4 pool may only go once the cpu pool serves or its own pods are gone
                 return False
+            waited = time.monotonic() - deleted
+            assert waited >= CLASS_GONE_GRACE_S, f"the T4 pool went after {waited:.1f} s"
             ready = deployments.get(cpu, {}).get("status", {}).get("readyReplicas")
             assert ready, f"the T4 pool went before its replacement served: {deployments}"
             return True
 
-        handle.wait_until(swapped, timeout=90, what="the T4 pool to give way to cpu")
+        handle.wait_until(swapped, timeout=CLASS_GONE_GRACE_S + 90, what="the T4 pool to go")
+        op.wait_phase(cluster, namespace, "moved", "Ready", timeout=30)
         assert _phase_and_devices(cluster, namespace, "moved") == ("Ready", "cpu")
     finally:
         for node in removed:
             cluster.apply(node.manifest())
+        operator.stop()
 
 
 @contextlib.contextmanager

@@ -556,12 +556,16 @@ class TargetStatus(_Wire):
     """Server pods of this pool that are ready."""
     phase: str | None = None
     """Converting, Deploying, Ready, Failed, or Retained (a pool no longer planned that keeps
-    serving: its class is cordoned or NotReady, or the pools replacing it are not ready yet)."""
+    serving: its class is cordoned or NotReady, its class's nodes are gone for less than the
+    operator's grace, or the pools replacing it are not ready yet)."""
     device_request: DeviceRequest | None = None
     """How the pool's pods get their device: DevicePlugin (an extended resource) or DRA (a
     ResourceClaim); absent for cpu and edge."""
     allocated: list[AllocatedDevice] = Field(default_factory=list, max_length=1000)
     """DRA: the device allocated to each ready pod (from its ResourceClaim's status)."""
+    class_gone_since: datetime | None = None
+    """Retained: when the operator first saw no node of the pool's class (and product) left;
+    the pool is removed the operator's class-gone grace after this unless its nodes return."""
 
 
 class FailedConversion(_Wire):

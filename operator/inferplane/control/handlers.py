@@ -97,6 +97,9 @@ class Runtime:
     inventory_dirty: bool = False
     grace_timer: asyncio.TimerHandle | None = None
     """Rebuilds the inventory when a NotReady node's grace ends (no event marks that moment)."""
+    rechecks: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
+    """Per model: the timer that plans it again when a retained pool's class-gone grace ends
+    (``Plan.recheck_s``; no event marks that moment)."""
     conflicts: dict[tuple[str, str], dict[tuple[str, str], str]] = field(default_factory=dict)
     """Per model: (kind, name) of objects it would create that exist and are not its own."""
     apis: scaling.Apis = scaling.NO_APIS
@@ -453,6 +456,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
     if body is None or body["metadata"].get("deletionTimestamp"):
         rt.models.pop((namespace, name), None)
         rt.conflicts.pop((namespace, name), None)
+        _recheck(rt, (namespace, name), None)
         return  # owner references let the garbage collector remove the children
     try:
         spec = v1alpha1.validate_spec(body.get("spec"))
@@ -505,6 +509,16 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
         )
     for event in plan.events:
         await _post_event(rt, body, event)
+    _recheck(rt, (namespace, name), plan.recheck_s)
+
+
+def _recheck(rt: Runtime, key: tuple[str, str], after_s: float | None) -> None:
+    """Plan the model again ``after_s`` from now (None: no timer), replacing its earlier timer."""
+    timer = rt.rechecks.pop(key, None)
+    if timer is not None:
+        timer.cancel()
+    if after_s is not None:
+        rt.rechecks[key] = asyncio.get_running_loop().call_later(after_s + 0.5, rt.enqueue, *key)
 
 
 async def _worker(rt: Runtime) -> None:

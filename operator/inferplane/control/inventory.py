@@ -281,6 +281,14 @@ class Inventory:
                 return pool
         return None
 
+    def has_nodes(self, device_class: DeviceClass, product: str | None) -> bool:
+        """Whether any node of the class and product exists, usable or not (with capacity or
+        not): False once its nodes are deleted."""
+        return any(
+            p.device_class is device_class and p.product == product
+            for p in (*self.pools, *self.unusable)
+        )
+
     def classes(self) -> list[DeviceClass]:
         """Classes with capacity, best first."""
         return [c for c in PREFERENCE if self.pools_of(c)]

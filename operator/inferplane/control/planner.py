@@ -23,7 +23,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inferplane import errors, products
@@ -327,6 +327,9 @@ class Plan:
     """Shared conversion Jobs this model no longer needs: (name, the other owners to keep)."""
     join: list[str] = field(default_factory=list)
     """Running conversion Jobs of other models this model waits on: it joins their owners."""
+    recheck_s: float | None = None
+    """Plan again after this many seconds even if nothing happens: a retained pool's
+    class-gone grace ends then."""
 
 
 @dataclass(frozen=True)
@@ -700,7 +703,14 @@ class _Retained:
     status: v1alpha1.TargetStatus | None
     """Its target as the previous status had it (None: a pool of an older naming)."""
     note: str | None
-    """Why the model is degraded by it (its class's nodes take no new pods), if so."""
+    """Why the model is degraded by it (its class's nodes take no new pods, or are gone), if so."""
+    recheck_s: float | None = None
+    """Seconds until the class-gone grace of this pool ends (when it may go; nothing else
+    marks that moment)."""
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _retained_pools(
@@ -711,11 +721,16 @@ def _retained_pools(
     replaced: bool,
     previous: v1alpha1.InferenceModelStatus | None,
     inventory: Inventory,
+    now: datetime,
+    class_gone_grace_s: float,
 ) -> list[_Retained]:
     """Pools that exist, are not planned, and must stay.
 
     A pool whose class still has nodes, all cordoned or NotReady past the grace, stays as long
-    as those nodes exist: cordon means "no new pods", not "stop serving". Any other pool stays
+    as those nodes exist: cordon means "no new pods", not "stop serving". A pool whose class
+    has no node left at all stays ``class_gone_grace_s`` from the moment that was first seen
+    (``class_gone_since`` in its status, so a restarted operator keeps the clock): a node
+    replaced by an upgrade or an autoscaler brings it back untouched. Any pool, besides, stays
     while its pods are ready and the planned pools do not all serve yet (``replaced``): a new
     preference, a new product or a vanished class never leaves the model with less capacity
     than it had.
@@ -727,7 +742,16 @@ def _retained_pools(
             continue
         target = by_pool.get(name)
         stuck = target is not None and inventory.unusable_pool(target.device_class, target.product)
-        if not stuck and (seen.ready_replicas == 0 or replaced):
+        gone_since = None
+        left = 0.0
+        if (
+            target is not None
+            and not stuck
+            and not inventory.has_nodes(target.device_class, target.product)
+        ):
+            gone_since = target.class_gone_since or now
+            left = class_gone_grace_s - (now - gone_since).total_seconds()
+        if not stuck and left <= 0 and (seen.ready_replicas == 0 or replaced):
             continue
         status = None
         note = None
@@ -738,6 +762,13 @@ def _retained_pools(
                     f"{label}: every node is cordoned or NotReady; its {seen.ready_replicas} "
                     "ready pods keep serving, nothing new is placed there"
                 )
+            elif gone_since is not None:
+                until = gone_since + timedelta(seconds=class_gone_grace_s)
+                note = f"{label}: no node left since {_stamp(gone_since)}; " + (
+                    f"the pool is kept until {_stamp(until)} in case they return"
+                    if left > 0
+                    else f"its {seen.ready_replicas} ready pods serve until the new pools are ready"
+                )
             reason = note or f"{label}: no longer planned; serving until the new pools are ready"
             status = target.model_copy(
                 update={
@@ -746,9 +777,10 @@ def _retained_pools(
                     "phase": "Retained",
                     "reason": reason,
                     "message": None,
+                    "class_gone_since": gone_since,
                 }
             )
-        kept.append(_Retained(name, status, note))
+        kept.append(_Retained(name, status, note, left if left > 0 else None))
     return kept
 
 
@@ -839,7 +871,8 @@ def plan(
     replaced = bool(serving) and all(t.phase == "Ready" for t in serving)
     retained = _retained_pools(
         model=model, observed=observed, planned={n for k, n in keep if k == "Deployment"},
-        replaced=replaced, previous=previous, inventory=inventory,
+        replaced=replaced, previous=previous, inventory=inventory, now=now,
+        class_gone_grace_s=settings.class_gone_grace_s,
     )  # fmt: skip
     keep |= {(kind, r.name) for r in retained for kind in POOL_KINDS}
     keep |= {  # a retained DRA pool's pods may still need its claim template
@@ -858,13 +891,15 @@ def plan(
     still_serving = any(t.ready_replicas > 0 for t in kept_statuses)
     failure = None
     if not targets and not still_serving:
-        failure = "no device can serve this model: " + (
-            "; ".join(skipped) or "the cluster offers no device class"
+        failure = "no device can serve this model: " + "; ".join(
+            [*(skipped or ["the cluster offers no device class"]), *notes]
         )
     elif targets and skipped and not spec.auto and (previous is None or not previous.targets):
         events.append(Event("Warning", "Fallback", targets[0].reason))
     phase = status_mod.phase(statuses)
-    if still_serving and (notes or phase is not v1alpha1.Phase.READY):
+    if (still_serving and phase is not v1alpha1.Phase.READY) or (
+        notes and (still_serving or phase is v1alpha1.Phase.READY)
+    ):
         phase = v1alpha1.Phase.DEGRADED
         notes += [] if targets else skipped
     if conflict is not None:
@@ -935,4 +970,5 @@ def plan(
         handover=[m for work in works for m in work.handover],
         disown=disown,
         join=[j for work in works for j in work.join],
+        recheck_s=min((r.recheck_s for r in retained if r.recheck_s is not None), default=None),
     )

@@ -220,6 +220,11 @@ class OperatorSettings(BaseSettings):
     """How long a NotReady node still counts as its class's capacity: a flap shorter than this
     re-plans nothing. The default is the node lifecycle controller's own patience (pods on a
     NotReady node are evicted after 300 s)."""
+    class_gone_grace_s: float = Field(default=300.0, ge=0)
+    """How long a pool whose class (and product) has no node left at all (its nodes deleted,
+    not cordoned) is kept before it is removed: a node replaced by an upgrade or the cluster
+    autoscaler comes back within minutes, and its pool with it, untouched. After this, the pool
+    still stays while its pods are ready and nothing else serves the model."""
 
     # --- autoscaling (control/scaling.py) --------------------------------------------------------
     keda: bool = False
