@@ -41,6 +41,11 @@ print(json.dumps({
 """
 
 
+REAUTH = "Re-authentication has been initiated."
+"""kopf's log line when a request of its own got a 401 and it calls the login handlers again
+(the operator's own client logs in again by itself and never empties kopf's vault)."""
+
+
 class Account:
     """A ServiceAccount bound to ``cluster-admin``, and bound tokens that can be revoked."""
 
@@ -187,8 +192,10 @@ def test_exec_plugin_kubeconfig_for_kopf_and_the_operator(
 ) -> None:
     """The real operator with an exec-plugin kubeconfig: kopf's watches and the operator's own
     calls both authenticate with the plugin's token. The plugin's token is rotated and the old
-    one revoked mid-run; a model created afterwards still gets its conversion Job, and the
-    plugin ran again to get the new token."""
+    one revoked mid-run. kopf's own requests meet the 401 too: its watches end every
+    ``INFERPLANE_WATCH_TIMEOUT_S`` (3 s here) and re-open with the old token, and kopf logs in
+    again through the operator's login handler (which runs the plugin). A model created
+    afterwards, seen only through those re-opened watches, still gets its conversion Job."""
     op.install_crd(cluster)
     token_file = tmp_path / "token"
     first = account.token("exec-1")
@@ -204,19 +211,27 @@ def test_exec_plugin_kubeconfig_for_kopf_and_the_operator(
         store=f"file://{tmp_path / 'store'}",
         log=tmp_path / "operator.log",
         KUBECONFIG=str(kubeconfig),
+        INFERPLANE_WATCH_TIMEOUT_S="3",
     )
+    log_path = tmp_path / "operator.log"
     operator.start()
     try:
         cluster.apply(op.model("before"), namespace=namespace)
         op.wait_phase(cluster, namespace, "before", "Converting")
         calls = int((tmp_path / "calls").read_text())
+        assert REAUTH not in log_path.read_text()
         _rotate(token_file, account.token("exec-2"))
         _revoke(cluster, account, "exec-1", first)
+        cluster.wait_until(
+            lambda: REAUTH in log_path.read_text(),
+            timeout=60,
+            what="kopf to meet a 401 on its own request and log in again",
+        )
         cluster.apply(op.model("after", devices=["cpu"], replicas={"min": 2, "max": 2}),
                       namespace=namespace)  # fmt: skip
         op.wait_phase(cluster, namespace, "after", "Converting", timeout=90)
         assert int((tmp_path / "calls").read_text()) > calls
     finally:
         operator.stop()
-    log = (tmp_path / "operator.log").read_text()
+    log = log_path.read_text()
     assert "kubernetes.default.svc" not in log

@@ -647,6 +647,8 @@ def connection_info(config: kube_mod.Config) -> kopf.ConnectionInfo:
 async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **indexes: Any) -> None:
     config = load_settings()
     settings.posting.enabled = False
+    settings.watching.server_timeout = config.watch_timeout_s
+    settings.watching.client_timeout = config.watch_timeout_s + 60  # the server ends it first
     kube = await kube_mod.Kube(kube_mod.load_config(), connections=config.workers).__aenter__()
     children = {kind: indexes[_index_id(kind)] for _, kind in child_kinds(config)}
     rt = Runtime(config, kube, cache=cache_mod.Cache(children, indexes[_index_id(JOB[1])]))

@@ -246,6 +246,11 @@ class OperatorSettings(BaseSettings):
     """Namespaces to watch; empty means the whole cluster."""
     peering: str = "inferplane"
     """kopf peering object: of several operator replicas, one is active."""
+    watch_timeout_s: int = Field(default=600, ge=1)
+    """How long one watch request lasts (kopf's ``watching.server_timeout``): the API server
+    ends it and kopf opens it again from the last resourceVersion (no new LIST). A connection
+    that died silently is noticed within this, and each new request authenticates afresh (a
+    revoked token meets its 401 and kopf's login handler, not a stream that never ends)."""
     priority: int | None = None
     """Peering priority of this replica (highest is active); default random per start, since
     replicas with equal priorities would all pause."""
