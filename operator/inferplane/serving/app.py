@@ -140,23 +140,32 @@ class App:
         metrics = self.dataplane.metrics
         metrics.in_flight -= 1
         metrics.request_seconds.observe(time.perf_counter() - started)
-        if isinstance(result, errors.InferplaneError):
-            status = status_of(result)
-            if status == 500 and result is not _INTERNAL:
-                log.error("inference failed: %s", result)
-            metrics.count(_OUTCOMES.get(status, "server_error"))
-            respond(_error(result))
+        if type(result) is tuple:
+            metrics.count("success")
+            payload, json_length = result
+            if json_length is None:
+                respond(Response(200, payload))
+                return
+            line = _LENGTH_LINES.get(json_length)
+            if line is None:
+                line = b"inference-header-content-length: %d\r\n" % json_length
+                if len(_LENGTH_LINES) < LENGTH_LINES:
+                    _LENGTH_LINES[json_length] = line
+            respond(Response(200, payload, OCTETS, line))
             return
-        metrics.count("success")
-        payload, json_length = result
-        if json_length is None:
-            respond(Response(200, payload))
-        else:
-            respond(
-                Response(
-                    200, payload, OCTETS, b"inference-header-content-length: %d\r\n" % json_length
-                )
-            )
+        assert isinstance(result, errors.InferplaneError)
+        status = status_of(result)
+        if status == 500 and result is not _INTERNAL:
+            log.error("inference failed: %s", result)
+        metrics.count(_OUTCOMES.get(status, "server_error"))
+        respond(_error(result))
+
+
+LENGTH_LINES = 1024
+"""Distinct ``inference-header-content-length`` lines kept formatted (the JSON header of a
+binary answer has few lengths: those of the layouts clients send)."""
+
+_LENGTH_LINES: dict[int, bytes] = {}
 
 
 _INTERNAL = errors.BackendError("internal error; see the server log")

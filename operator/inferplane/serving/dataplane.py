@@ -161,7 +161,12 @@ class DataPlane:
         backend = self.backend
         if backend is None:
             raise errors.Unavailable(f"model '{self.name}' is loading")
-        request, inputs, rows, key = self._decode(body, header_length)
+        cached = None if header_length is None else self._layouts.get(body[:header_length])
+        if cached is not None and cached[0] == len(body):  # the common case, inline
+            _, request, rows, key = cached
+            inputs = protocol.from_layout(request, body)
+        else:
+            request, inputs, rows, key = self._decode(body, header_length)
         if self._batcher is not None:
             self._batcher.submit(inputs, rows, key, (request, done), len(body))
             return
@@ -193,15 +198,8 @@ class DataPlane:
     def _decode(
         self, body: bytes, header_length: int | None
     ) -> tuple[protocol.InferRequest, dict[str, np.ndarray], int, tuple[Any, ...]]:
-        """The request (for a cached layout: its template, whose inputs are empty), its inputs,
-        rows and batch key."""
-        cached = None
-        if header_length is not None:
-            header = body[:header_length]
-            cached = self._layouts.get(header)
-        if cached is not None and cached[0] == len(body):
-            _, template, rows, key = cached
-            return template, protocol.from_layout(template, body), rows, key
+        """Parse and validate a request whose layout is not cached (caching it when it may be):
+        the request, its inputs, rows and batch key."""
         request = protocol.parse_request(body, header_length)
         rows = self._validate(request)
         if request.outputs is not None:
@@ -218,8 +216,8 @@ class DataPlane:
                 self._layout_bytes = 0
             request.response_headers = {}
             template = dataclasses.replace(request, inputs={})  # keep no body alive
-            self._layouts[header] = (len(body), template, rows, key)
-            self._layout_bytes += len(header)
+            self._layouts[body[:header_length]] = (len(body), template, rows, key)
+            self._layout_bytes += header_length  # type: ignore[operator]
         return request, request.inputs, rows, key
 
     def _validate(self, request: protocol.InferRequest) -> int:

@@ -176,6 +176,9 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
+        self._last_url = b""
+        """The previous request's target and its decoded path (a cache of one)."""
+        self._last_path = ""
         self._headers: dict[bytes, bytes] = {}
         self._header_count = 0
         self._in_head = True
@@ -202,10 +205,10 @@ class Connection(asyncio.Protocol):
         """The client closed its side: answer what it sent, then close."""
         self._reading = True
         self._write_paused = False
-        self._deadline: float | None = None
-        """When the connection expires: idle, or its request's head or body is late."""
-        self._deadline_status = 0
-        """What expiring means: 0 close quietly (idle), 408 answer that and close."""
+        self._since = 0.0
+        """When the connection's present phase began (read off the tick): idle since the last
+        answer, or receiving a head or a body since its start. ``check_deadlines`` derives the
+        phase's deadline from it, so the request path sets one float per phase and no more."""
         self._send_deadline: float | None = None
         """Set while the client leaves its answers unread (writing paused)."""
         self.last_data = 0.0
@@ -222,8 +225,7 @@ class Connection(asyncio.Protocol):
             self._end(self._transport)  # type: ignore[arg-type]
             return
         server.connections.add(self)
-        self.last_data = now = self._server.now
-        self._deadline = now + self._limits.idle_timeout_s
+        self.last_data = self._since = self._server.now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
@@ -233,8 +235,25 @@ class Connection(asyncio.Protocol):
         if self._ending:
             return
         self.last_data = self._server.now
-        self._unparsed = bytes(self._unparsed) + data if self._unparsed else data
-        if not self._pumping:
+        if (
+            self._pumping
+            or self._unparsed
+            or self._current is not None
+            or self._write_paused
+            or len(data) > FEED_BYTES
+        ):
+            self._unparsed = bytes(self._unparsed) + data if self._unparsed else data
+            if not self._pumping:
+                self._pump()
+            return
+        # The common case (nothing held, nothing being answered, at most a slice): parse it
+        # here, as ``_pump`` would; the requests it completes are answered in on_message_complete.
+        self._pumping = True
+        try:
+            self._parse(data)
+        finally:
+            self._pumping = False
+        if self._waiting:
             self._pump()
 
     def eof_received(self) -> bool:
@@ -268,8 +287,7 @@ class Connection(asyncio.Protocol):
         self._size = 0
         self._body_left = 0
         self._discarding = False
-        self._deadline = self._server.now + self._limits.head_timeout_s
-        self._deadline_status = 408
+        self._since = self._server.now
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -299,7 +317,7 @@ class Connection(asyncio.Protocol):
             self._stop(431, self._head_too_large())
         self._in_head = False
         self._head_bytes = 0
-        self._deadline = self._server.now + self._limits.body_timeout_s
+        self._since = self._server.now
         length = self._headers.get(b"content-length", b"")
         if length.isdigit():
             self._body_left = int(length)
@@ -324,13 +342,24 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self._receiving = False
         self._in_head = True
-        self._deadline = None
         if self._discarding:  # answered already (413)
             return
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = []
-        self._waiting.append(self._request(body, over_limit=False))
+        request = self._request(body, over_limit=False)
+        if (
+            self._current is None
+            and not self._waiting
+            and not self._ending
+            and not self._write_paused
+        ):
+            # The common case: nothing before it. Answered here, inside the parser's callback;
+            # a request the handler answers at once comes back to this point, so pipelined
+            # requests in one slice are answered one after the other, never by recursion.
+            self._dispatch(request)
+        else:
+            self._waiting.append(request)
 
     # parsing and answering, in a loop
 
@@ -349,13 +378,10 @@ class Connection(asyncio.Protocol):
                     break
         finally:
             self._pumping = False
-        if self._deadline is None and self._current is None and not self._receiving:
-            # A request was just answered (bytes that begin none leave the deadline as it is).
-            self._deadline = self._server.now + self._limits.idle_timeout_s
-            self._deadline_status = 0
         if self._eof and self._current is None and not self._waiting and not self._unparsed:
             self._at_eof()
-        self._flow()
+        if (not self._unparsed and not self._write_paused) is not self._reading:
+            self._flow()
 
     def _at_eof(self) -> None:
         transport = self._transport
@@ -387,8 +413,12 @@ class Connection(asyncio.Protocol):
         else:
             view = memoryview(data)
             data, self._unparsed = view[:size], view[size:]
-        in_head = self._in_head
-        if in_head:
+        self._parse(data)
+
+    def _parse(self, data: bytes | memoryview) -> None:
+        """Feed one slice to the parser: its bytes count against the head limit while a head
+        is open; a refusal from the parser or a callback answers and ends the connection."""
+        if self._in_head:
             self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
@@ -401,8 +431,16 @@ class Connection(asyncio.Protocol):
                 self._refuse(431, self._head_too_large())
 
     def _request(self, body: bytes, *, over_limit: bool) -> Request:
-        url = self._url.split(b"?", 1)[0]
-        path = urllib.parse.unquote(url.decode("latin-1")) if b"%" in url else url.decode()
+        url = self._url
+        if url == self._last_url:  # a client sends the same target again and again
+            path = self._last_path
+        else:
+            target = url.split(b"?", 1)[0]
+            if b"%" in target:
+                path = urllib.parse.unquote(target.decode("latin-1"))
+            else:
+                path = target.decode()
+            self._last_url, self._last_path = url, path
         return Request(
             self._parser.get_method(),
             path,
@@ -431,6 +469,8 @@ class Connection(asyncio.Protocol):
         if request is None:  # answered already: a second call is ignored
             return
         self._current = None
+        if not self._receiving:
+            self._since = self._server.now  # idle from here
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -476,7 +516,6 @@ class Connection(asyncio.Protocol):
     def _end(self, transport: asyncio.Transport) -> None:
         """Close after the last answer: the write side now, the rest after ``LINGER_S``."""
         self._ending = True
-        self._deadline = float("inf")
         if transport.can_write_eof():
             transport.write_eof()
             self._loop.call_later(LINGER_S, transport.close)
@@ -490,15 +529,18 @@ class Connection(asyncio.Protocol):
         now -= TICK_S
         if self._send_deadline is not None and now > self._send_deadline:
             self.abort()
-        elif self._deadline is not None and now > self._deadline and self._current is None:
-            if self._deadline_status and self._transport is not None:
-                what = "head" if self._in_head else "body"
-                limit = (
-                    self._limits.head_timeout_s if self._in_head else self._limits.body_timeout_s
-                )
-                self._refuse(408, f"request {what} not received within {limit:g} s")
-            elif self._transport is not None:
+            return
+        if self._current is not None or self._ending or self._transport is None:
+            return
+        limits = self._limits
+        if not self._receiving:
+            if now > self._since + limits.idle_timeout_s:
                 self._transport.close()
+            return
+        what, limit = ("head", limits.head_timeout_s) if self._in_head else (
+            "body", limits.body_timeout_s)  # fmt: skip
+        if now > self._since + limit:
+            self._refuse(408, f"request {what} not received within {limit:g} s")
 
     def close_if_idle(self, stalled_before: float) -> None:
         """At shutdown: close if no request is in progress, cut if its request stalled."""

@@ -182,10 +182,16 @@ def encode_response(
     """
     cache = request.response_headers
     if cache is not None:
-        key = tuple([(a.dtype, a.shape) for a in results.values()])
+        if len(results) == 1:  # the common case, without a comprehension's frame
+            for only in results.values():
+                key: tuple[Any, ...] = ((only.dtype, only.shape),)
+        else:
+            key = tuple([(a.dtype, a.shape) for a in results.values()])
         hit = cache.get(key)
         if hit is not None:
             header, names = hit
+            if len(names) == 1:
+                return header + results[names[0]].tobytes(), len(header)
             return b"".join([header, *[results[n].tobytes() for n in names]]), len(header)
     wanted = request.outputs
     if wanted is None:
