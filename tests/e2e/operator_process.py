@@ -71,8 +71,9 @@ class Operator:
         self.process: subprocess.Popen[bytes] | None = None
         self.port = free_port()
 
-    def start(self) -> None:
-        env = {
+    def environment(self) -> dict[str, str]:
+        """The operator process's environment: its settings (``OperatorSettings``) come from it."""
+        return {
             **os.environ,
             **self.cluster.env,
             "INFERPLANE_STORE": self.store,
@@ -80,6 +81,9 @@ class Operator:
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
+
+    def start(self) -> None:
+        env = self.environment()
         argv = [
             sys.executable, "-m", "inferplane", "operator",
             "--liveness", f"http://127.0.0.1:{self.port}/healthz",
@@ -109,6 +113,49 @@ class Operator:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+KEY_OF = """
+import json, sys
+from inferplane.api import v1alpha1
+from inferplane.control import planner
+from inferplane.control.inventory import DevicePool, Inventory
+from inferplane.control.settings import OperatorSettings
+from inferplane.devices import DeviceClass
+spec, namespace = v1alpha1.validate_spec(json.loads(sys.argv[1])), sys.argv[2]
+settings = OperatorSettings()
+cpu = Inventory.from_pools([DevicePool(DeviceClass.CPU, allocatable=4000, nodes=("n",))])
+(target,) = planner.choose_targets(spec, cpu)
+options = planner.cluster_options(spec, target, settings)
+key = planner.assigned_key(spec, options, namespace=namespace, settings=settings)
+print(json.dumps({"key": key, "tool": options.tool}))
+"""
+
+
+def publish_converted(
+    spec: dict[str, Any], source: Path, namespace: str, work: Path, env: dict[str, str]
+) -> str:
+    """What a cpu target's conversion Job would do, done here: the real converter's stages
+    (fetch, convert, publish) on ``source``, published under the key the operator assigns the
+    model ``spec`` in ``namespace`` with the settings of ``env`` (the operator's environment:
+    the store, the conversion image named in the key). Returns that key."""
+    assigned = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", KEY_OF, json.dumps(spec), namespace],
+            env=env, check=True, capture_output=True, text=True, timeout=120,
+        ).stdout
+    )  # fmt: skip
+    for stage in ("fetch", "convert", "publish"):
+        result = subprocess.run(
+            [sys.executable, "-m", "inferplane", "convert", "--source", str(source),
+             "--format", "onnx", "--to", "onnx", "--tool-id", assigned["tool"],
+             "--stage", stage, "--work", str(work),
+             "--store", env["INFERPLANE_STORE"], "--key", assigned["key"]],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, f"convert --stage {stage}: {result.stderr[-3000:]}"
+    key: str = assigned["key"]
+    return key
 
 
 def get_model(cluster: handle.Cluster, namespace: str, name: str) -> dict[str, Any]:

@@ -7,8 +7,9 @@ KEDA's operator and metrics API server (built from KEDA's module) registered thr
 server's aggregation layer, the kube-controller-manager's HPA controller following KEDA's HPA,
 and closed-loop clients sending V2 requests through the model's Service (ClusterIP, kube-proxy).
 The operator runs on the host against the cluster (as the kwok integration tests run it); the
-artifact is converted beforehand by the real ``inferplane convert`` into a store the pods mount
-(a hostPath PersistentVolume), so no conversion Job runs.
+artifact is converted beforehand by the real ``inferplane convert`` (the conversion Job's fetch,
+convert and publish stages, run here) under the key the operator assigns, into a store the pods
+mount (a hostPath PersistentVolume), so no conversion Job runs.
 
 The fallback: the same model with the operator's ``keda`` setting off and no custom-metrics API
 scales on CPU (metrics-server's real readings of the containers), and its status says why.
@@ -40,10 +41,9 @@ from tests.e2e import operator_process as op
 from tests.models import mlp_onnx
 
 from inferplane.api import v1alpha1
-from inferplane.control import builders, naming
-from inferplane.devices import ArtifactFormat, DeviceClass
+from inferplane.control import naming
+from inferplane.devices import DeviceClass
 
-_BROKEN = "convert_args no longer takes store= (conversion Job split); to be ported"
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "busy"
 POOL = naming.pool_name(MODEL, DeviceClass.CPU, None)
@@ -193,36 +193,28 @@ def _spec(source: Path) -> v1alpha1.InferenceModelSpec:
     )
 
 
-def _publish(spec: v1alpha1.InferenceModelSpec, store: str, pvc_root: Path) -> None:
-    """What the conversion Job would run, run here: the real ``inferplane convert``."""
-    argv = builders.convert_args(
-        spec=spec, model=MODEL, target_format=ArtifactFormat.ONNX, device_class=DeviceClass.CPU,
-        product=None, precision="fp32", batch=None, store=store,
-    )  # fmt: skip
-    env = {**os.environ, "INFERPLANE_PVC_ROOT": str(pvc_root)}
-    result = subprocess.run(
-        [sys.executable, "-m", "inferplane", *argv[1:]],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    subprocess.run(["chmod", "-R", "a+rX", str(pvc_root)], check=True)
-
-
 @contextlib.contextmanager
-def _operator(
-    cluster: handle.Cluster, tmp_path: Path, store: str, pvc_root: Path, image: str, **env: str
-) -> Iterator[op.Operator]:
+def _operator(scene: Scene, **env: str) -> Iterator[op.Operator]:
+    """The operator for the scene's namespace, the model's artifact published beforehand where
+    the operator will look for it."""
+    cluster, namespace, spec, pvc_root = scene.cluster, scene.namespace, scene.spec, scene.pvc_root
+    tmp_path = scene.tmp_path
     op.install_crd(cluster)
     process = op.Operator(
         cluster,
-        store=store,
+        store=scene.store,
         log=tmp_path / "operator.log",
         INFERPLANE_PVC_ROOT=str(pvc_root),
-        INFERPLANE_IMAGE_CPU=image,
+        INFERPLANE_IMAGE_CPU=scene.image,
         INFERPLANE_IMAGE_PULL_POLICY="Never",
         INFERPLANE_SCALE_DOWN_WINDOW_S=str(SCALE_DOWN_WINDOW_S),
         **env,
     )
+    op.publish_converted(
+        spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        scene.source, namespace, tmp_path / "work", process.environment(),
+    )  # fmt: skip
+    subprocess.run(["chmod", "-R", "a+rX", str(pvc_root)], check=True)
     process.start()
     try:
         yield process
@@ -294,6 +286,7 @@ class Scene:
     cluster: handle.Cluster
     namespace: str
     spec: v1alpha1.InferenceModelSpec
+    source: Path
     store: str
     pvc_root: Path
     image: str
@@ -303,7 +296,7 @@ class Scene:
         """The operator for this namespace only: a cluster shared with another session (one
         reused through INFERPLANE_REAL_KUBECONFIG) may hold models that are not ours."""
         env["INFERPLANE_NAMESPACES"] = json.dumps([self.namespace])
-        return _operator(self.cluster, self.tmp_path, self.store, self.pvc_root, self.image, **env)
+        return _operator(self, **env)
 
 
 @pytest.fixture
@@ -314,12 +307,10 @@ def scene(
     store: tuple[str, Path],
     tmp_path: Path,
 ) -> Scene:
-    spec = _spec(mlp_onnx(tmp_path / "busy.onnx", SIZES))
-    _publish(spec, *store)
-    return Scene(real_cluster, real_namespace, spec, *store, cpu_image, tmp_path)
+    source = mlp_onnx(tmp_path / "busy.onnx", SIZES)
+    return Scene(real_cluster, real_namespace, _spec(source), source, *store, cpu_image, tmp_path)
 
 
-@pytest.mark.skip(reason=_BROKEN)
 def test_keda_scales_on_requests_in_flight_under_real_load(
     scene: Scene, stack: autoscaling.Stack
 ) -> None:
@@ -391,7 +382,6 @@ def test_keda_scales_on_requests_in_flight_under_real_load(
         assert signal and signal[0]["status"] == "False" and signal[0]["reason"] == "ScaledObject"
 
 
-@pytest.mark.skip(reason=_BROKEN)
 def test_without_keda_or_custom_metrics_it_scales_on_cpu_and_says_why(scene: Scene) -> None:
     real_cluster, namespace, spec = scene.cluster, scene.namespace, scene.spec
     assert (

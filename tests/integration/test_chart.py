@@ -368,24 +368,6 @@ def test_operator_runs_as_the_chart_service_account(
 SERVING_KINDS = ("deployments", "services", "horizontalpodautoscalers", "poddisruptionbudgets")
 
 
-KEY_OF = """
-import json, sys
-from inferplane.api import v1alpha1
-from inferplane.control import planner
-from inferplane.control.inventory import DevicePool, Inventory
-from inferplane.control.settings import OperatorSettings
-from inferplane.devices import DeviceClass
-spec, namespace = v1alpha1.validate_spec(json.loads(sys.argv[1])), sys.argv[2]
-settings = OperatorSettings()
-cpu = Inventory.from_pools([DevicePool(DeviceClass.CPU, allocatable=4000, nodes=("n",))])
-(target,) = planner.choose_targets(spec, cpu)
-options = planner.cluster_options(spec, target, settings)
-key = planner.assigned_key(spec, options, namespace=namespace, settings=settings)
-print(json.dumps({"key": key, "tool": options.tool}))
-"""
-"""The key and the tool the operator (its settings: the environment) assigns a cpu target."""
-
-
 def serve_converted_model(
     cluster: Cluster, namespace: str, tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -399,20 +381,7 @@ def serve_converted_model(
         "devices": ["cpu"],
         "replicas": {"min": 1, "max": 3},  # an HPA only when it may scale
     }
-    assigned = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", KEY_OF, json.dumps(spec), namespace],
-            env=env, check=True, capture_output=True, text=True, timeout=120,
-        ).stdout
-    )  # fmt: skip
-    for stage in ("fetch", "convert", "publish"):
-        subprocess.run(
-            [sys.executable, "-m", "inferplane", "convert", "--source", str(source),
-             "--format", "onnx", "--to", "onnx", "--tool-id", assigned["tool"],
-             "--stage", stage, "--work", str(tmp_path / "work"),
-             "--store", env["INFERPLANE_STORE"], "--key", assigned["key"]],
-            check=True, capture_output=True, timeout=180,
-        )  # fmt: skip
+    operator_process.publish_converted(spec, source, namespace, tmp_path / "work", env)
     cluster.apply(
         {
             "apiVersion": "inferplane.io/v1alpha1",
