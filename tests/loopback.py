@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Loopback helpers the tests and benchmarks share: a free port, and a real S3-compatible server
-(moto's server mode) on one."""
+(moto's server mode) on one (on loopback, or on the machine's own address for pods of the real
+node)."""
 
 from __future__ import annotations
 
@@ -13,26 +14,30 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port of ``host`` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 def start_moto(
-    log: IO[Any] | int = subprocess.DEVNULL, *, timeout_s: float = 30.0
+    log: IO[Any] | int = subprocess.DEVNULL,
+    *,
+    host: str = "127.0.0.1",
+    timeout_s: float = 30.0,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``moto_server`` on a free loopback port; return it and its endpoint once it accepts
-    connections. Raises RuntimeError when it dies or does not answer within ``timeout_s``."""
+    """Start ``moto_server`` on a free port of ``host`` (loopback, or the machine's own address
+    that pods reach); return it and its endpoint once it accepts connections. Raises
+    RuntimeError when it dies or does not answer within ``timeout_s``."""
     exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    port = free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    port = free_port(host)
+    proc = subprocess.Popen([exe, "-H", host, "-p", str(port)], stdout=log, stderr=log)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}"
+            socket.create_connection((host, port), timeout=0.2).close()
+            return proc, f"http://{host}:{port}"
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()

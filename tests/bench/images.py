@@ -2,14 +2,16 @@
 """Benchmark of the runtime images (``tests/images``): sizes against their targets, and build
 times cold, after a source change, and with nothing changed.
 
-    flock /tmp/inferplane-bench.lock python -m tests.bench.images [--cold]
+    flock /tmp/inferplane-bench.lock python -m tests.bench.images [--cold] [NAME...]
 
 ``--cold`` first builds into an empty temporary ``INFERPLANE_CACHE`` (debootstrap and the wheel
 downloads run again; pip's own HTTP cache in ~/.cache/pip is kept) with buildah's layer cache off
 (``--no-cache``). Then, always: a source change (a copy of the checkout with one line added to
 ``operator/inferplane/cli.py``: buildah reuses the dependency layers), and a run with nothing
 changed (the content key finds the archive). Builds run at ``nice -n 10`` as the tool's always
-do. Prints the load average before and after, and a markdown table for docs/benchmarks.md.
+do. ``NAME...`` limits every part to those images (default: all; the base is built cold
+whichever are named). Prints the load average before and after, and a markdown table for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from tests.images import build, tools
 TARGET_MB = {"operator": 200, "cpu": 400}
 
 
-def _timed_ensure(root: Path, no_cache: bool) -> dict[str, tuple[build.Built, float]]:
+def _timed_ensure(
+    root: Path, no_cache: bool, names: list[str]
+) -> dict[str, tuple[build.Built, float]]:
     out: dict[str, tuple[build.Built, float]] = {}
-    for name in build.IMAGES:
+    for name in names:
         start = time.monotonic()
         built = build.ensure([name], root=root, no_cache=no_cache)[name]
         out[name] = (built, time.monotonic() - start)
@@ -53,10 +57,15 @@ def _copy_with_change(into: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.images", description=__doc__)
     parser.add_argument("--cold", action="store_true", help="build once from nothing first")
+    parser.add_argument("names", nargs="*", help=f"images of {list(build.IMAGES)} (default: all)")
     args = parser.parse_args()
+    names: list[str] = args.names or list(build.IMAGES)
+    unknown = sorted(set(names) - set(build.IMAGES))
+    if unknown:
+        parser.error(f"unknown images {unknown}; choose among {list(build.IMAGES)}")
     tools.ensure_programs()
     print(f"load average before: {os.getloadavg()}")
-    rows: dict[str, dict[str, str]] = {name: {} for name in build.IMAGES}
+    rows: dict[str, dict[str, str]] = {name: {} for name in names}
     if args.cold:
         saved = os.environ.get("INFERPLANE_CACHE")
         with tempfile.TemporaryDirectory(prefix="bench-images-", dir=Path.home()) as cache:
@@ -65,7 +74,8 @@ def main() -> int:
                 start = time.monotonic()
                 base_mod.ensure(build.log_path())
                 print(f"cold base (debootstrap, trim, tar): {time.monotonic() - start:.0f} s")
-                for name, (built, wall) in _timed_ensure(build.ROOT, no_cache=True).items():
+                cold = _timed_ensure(build.ROOT, no_cache=True, names=names)
+                for name, (built, wall) in cold.items():
                     rows[name]["cold"] = (
                         f"{wall:.0f} ({built.build_seconds:.0f} + {built.export_seconds:.0f})"
                     )
@@ -76,13 +86,13 @@ def main() -> int:
                     os.environ["INFERPLANE_CACHE"] = saved
     with tempfile.TemporaryDirectory(prefix="bench-images-") as work:
         changed = _copy_with_change(Path(work))
-        for name, (built, wall) in _timed_ensure(changed, no_cache=False).items():
+        for name, (built, wall) in _timed_ensure(changed, no_cache=False, names=names).items():
             rows[name]["source"] = (
                 f"{wall:.0f} ({built.build_seconds:.0f} + {built.export_seconds:.0f})"
             )
-    for name, (built, _) in _timed_ensure(build.ROOT, no_cache=False).items():
+    for name, (built, _) in _timed_ensure(build.ROOT, no_cache=False, names=names).items():
         rows[name]["size"] = f"{built.size_bytes / 1e6:.0f}"
-    for name, (built, wall) in _timed_ensure(build.ROOT, no_cache=False).items():
+    for name, (built, wall) in _timed_ensure(build.ROOT, no_cache=False, names=names).items():
         assert built.cached, name
         rows[name]["cached"] = f"{wall:.2f}"
     print(f"load average after: {os.getloadavg()}")

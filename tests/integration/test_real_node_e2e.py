@@ -1,202 +1,55 @@
 # SPDX-License-Identifier: Apache-2.0
 """inferplane as a user runs it, on the real node: the chart installed with the locally built
 images, the operator in a pod logging in as its ServiceAccount, LeNet's checkpoint on a
-PersistentVolume converted by a Job in the mindspore image, the server pod Ready on the
-operator's probes, V2 inference through the model's Service ClusterIP with ``tritonclient``,
-a rollout under load, the CPU HPA reading metrics-server, and uninstalling leaving nothing.
+PersistentVolume and on S3 (moto's server on the machine's own address) converted by a Job in
+the mindspore image, the server pod Ready on the operator's probes, V2 inference through the
+model's Service ClusterIP with ``tritonclient``, a rollout under load, the CPU HPA reading
+metrics-server, and deleting the models and uninstalling leaving nothing.
 
-The images come from ``tests.images`` (built from Debian's packages and PyPI, cached by content)
-and are imported into the node's containerd; the network's code ships as an image too, one layer
-(``/code/network.py``) on top of the cpu image, as a user would ship it.
+The images come from ``tests.images`` (built from Debian's packages and PyPI, cached by content);
+``real_product.installed`` sets everything up as a user would.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
-import shutil
-import subprocess
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from tests import models
-from tests.cluster import handle, node, oci
+from tests.cluster import handle, node
 from tests.cluster import node_config as config
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "inferplane"
-RELEASE = "ip"
-CODE_IMAGE = "inferplane.test/lenet-code:1"
-INPUT = "x"
+from tests.integration.real_product import (
+    RELEASE,
+    S3_SOURCE,
+    SOURCE_SECRET,
+    Load,
+    Product,
+    cannot_build,
+    helm,
+    infer,
+    installed,
+    server_pods,
+)
 
 pytestmark = pytest.mark.timeout(1800)
 """The first test carries the module's setup: building the images on a cold machine (about six
 minutes here) and importing them into containerd (the mindspore image alone took 139 s)."""
 
 
-class Product:
-    """What the module's fixture installed: the release's namespace and the store's folder."""
-
-    def __init__(self, cluster: handle.Cluster, namespace: str, store: Path) -> None:
-        self.cluster = cluster
-        self.namespace = namespace
-        self.store = store
-
-    def model(self, name: str, checkpoint: str, **spec: Any) -> dict[str, Any]:
-        return {
-            "apiVersion": "inferplane.io/v1alpha1",
-            "kind": "InferenceModel",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {
-                "source": {
-                    "uri": f"pvc://store/models/{checkpoint}",
-                    "format": "mindspore-checkpoint",
-                    "network": models.LENET_NETWORK,
-                    "image": CODE_IMAGE,
-                    "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, 1, 32, 32]}],
-                },
-                "devices": ["cpu"],
-                "replicas": {"min": 1, "max": 3, "metric": "cpu", "target": 10},
-                "verification": {"samples": 4},
-                **spec,
-            },
-        }
-
-    def get(self, kind: str, name: str = "") -> Any:
-        return self.cluster.get(kind, name, self.namespace)
-
-    def wait_ready(self, name: str, *, generation: int = 1, timeout: float = 600) -> dict[str, Any]:
-        def ready() -> dict[str, Any] | None:
-            body = self.get("inferencemodel", name)
-            status = body.get("status", {})
-            if status.get("phase") == "Failed":
-                raise AssertionError(f"{name} failed: {json.dumps(status)[:3000]}")
-            done = status.get("phase") == "Ready" and status.get("observedGeneration") == generation
-            return body if done else None
-
-        return handle.wait_until(ready, timeout=timeout, interval=0.5, what=f"{name} Ready")
-
-    def service_url(self, name: str) -> str:
-        service = self.get("service", name)
-        return f"{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
-
-
-def _images(tmp: Path) -> list[Path]:
-    """The operator, cpu and mindspore archives (built when missing) and the network's code."""
-    try:
-        from tests import images
-    except ImportError:
-        pytest.skip("the runtime images' build tool (tests/images) is not in this checkout")
-    reason = images.missing_reason()
-    if reason:
-        pytest.skip(f"runtime images cannot be built here: {reason}")
-    built = images.ensure(["operator", "cpu", "mindspore"])
-    code = tmp / "lenet-code.oci.tar"
-    network = (models.LENET_DIR / "network.py").read_bytes()
-    oci.layered(
-        built["cpu"].archive, {"code/network.py": (network, 0o644)}, name=CODE_IMAGE, out=code
-    )
-    return [*(b.archive for b in built.values()), code]
-
-
-def _store_volume(cluster: handle.Cluster, namespace: str, folder: Path) -> None:
-    """A hostPath PersistentVolume (ReadWriteMany) bound to the claim ``store``."""
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{namespace}-store"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(folder), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": "store"},
-            },
-        }
-    )
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "store"},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": f"{namespace}-store",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        namespace=namespace,
-    )
-
-
-def _helm(cluster: handle.Cluster, *args: str) -> str:
-    result = subprocess.run(
-        [str(cluster.bin("helm")), *args],
-        capture_output=True,
-        text=True,
-        env=cluster.env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def product(
     real_cluster: handle.Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Product]:
-    assert real_cluster.real_node is not None
-    tmp = tmp_path_factory.mktemp("real-e2e")
-    node.load_images(real_cluster.real_node, _images(tmp))
-    store = tmp / "store"
-    (store / "models").mkdir(parents=True)
-    for seed, name in ((0, "lenet.ckpt"), (1, "lenet-v2.ckpt")):
-        shutil.copy(models.lenet_checkpoint(tmp, seed=seed), store / "models" / name)
-    shutil.chown(store, 65532, 65532)
-    for path in store.rglob("*"):
-        shutil.chown(path, 65532, 65532)
-    with real_cluster.temporary_namespace("e2e") as namespace:
-        _store_volume(real_cluster, namespace, store)
-        _helm(
-            real_cluster,
-            "install",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            namespace,
-            "--set",
-            "operator.image.pullPolicy=Never",
-            "--set",
-            "images.pullPolicy=Never",
-            "--set",
-            "store.pvc.claimName=store",
-            "--set",
-            "operator.replicas=1",
-            "--set",
-            "operator.peering.enabled=false",
-            "--set",
-            "autoscaling.scaleDownWindowSeconds=0",
-            "--wait",
-            "--timeout=5m",
-        )
-        try:
-            yield Product(real_cluster, namespace, store)
-        finally:
-            uninstall = ("uninstall", RELEASE, "--namespace", namespace, "--ignore-not-found")
-            subprocess.run([str(real_cluster.bin("helm")), *uninstall], env=real_cluster.env)
-            real_cluster.kubectl("delete", "pv", f"{namespace}-store", "--wait=false", check=False)
+    reason = cannot_build()
+    if reason:
+        pytest.skip(reason)
+    with installed(real_cluster, tmp_path_factory.mktemp("real-e2e")) as product:
+        yield product
 
 
-@pytest.mark.xfail(reason="in-cluster login timed out (180 s) in CI", strict=False)
 def test_the_operator_runs_in_a_pod_as_the_chart_s_service_account(product: Product) -> None:
     (pod,) = [
         p
@@ -205,82 +58,22 @@ def test_the_operator_runs_in_a_pod_as_the_chart_s_service_account(product: Prod
     ]
     assert pod["spec"]["nodeName"] == config.NODE_NAME
     assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-inferplane"
-    assert pod["spec"]["containers"][0]["imagePullPolicy"] == "Never"
+    (container,) = pod["spec"]["containers"]
+    assert container["imagePullPolicy"] == "Never"
+    # No kubeconfig: the login can only be the ServiceAccount's projected token.
+    assert "KUBECONFIG" not in {e["name"] for e in container.get("env", [])}
+    assert pod["spec"].get("automountServiceAccountToken") is not False
     name = pod["metadata"]["name"]
 
     def logged_in() -> str | None:
         log = product.cluster.kubectl("logs", "-n", product.namespace, name).stdout
-        return log if "login_with_service_account' succeeded" in log else None
+        # kopf's line for the operator's own login handler (handlers.login), which loads the
+        # in-cluster configuration; the startup handler lists nodes with the same login.
+        return log if "Activity 'login' succeeded." in log else None
 
-    log = handle.wait_until(logged_in, timeout=180, what="the operator's in-cluster login")
-    assert "cannot" not in log.lower(), log[-3000:]
-
-
-def _infer(url: str, model: str, x: np.ndarray, *, binary: bool) -> np.ndarray:
-    """One V2 request with Triton's client: JSON tensors, or the binary extension."""
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(url)
-    request = httpclient.InferInput(INPUT, list(x.shape), "FP32")
-    request.set_data_from_numpy(x, binary_data=binary)
-    output = client.get_model_metadata(model)["outputs"][0]["name"]
-    y = client.infer(model, [request]).as_numpy(output)
-    assert y is not None
-    return y
-
-
-class Load:
-    """A steady closed loop of V2 requests (``workers`` clients, a new connection each) through
-    a Service; records every latency and every failure."""
-
-    def __init__(self, url: str, model: str, *, workers: int = 4) -> None:
-        x = np.random.default_rng(1).standard_normal((1, 1, 32, 32)).astype(np.float32)
-        body = {"inputs": [{"name": INPUT, "datatype": "FP32", "shape": [1, 1, 32, 32]}]}
-        body["inputs"][0]["data"] = x.ravel().tolist()
-        self.body = json.dumps(body).encode()
-        self.endpoint = f"http://{url}/v2/models/{model}/infer"
-        self.workers = workers
-        self.stop = threading.Event()
-        self.latencies: list[float] = []
-        self.failures: list[str] = []
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers)
-        self.futures: list[concurrent.futures.Future[None]] = []
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            start = time.perf_counter()
-            request = urllib.request.Request(
-                self.endpoint, data=self.body, headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    response.read()
-                self.latencies.append(time.perf_counter() - start)
-            except Exception as error:  # every failure counts, whatever its kind
-                self.failures.append(f"{type(error).__name__}: {error}")
-
-    def __enter__(self) -> Load:
-        self.futures = [self.pool.submit(self._loop) for _ in range(self.workers)]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for future in self.futures:
-            future.result()
-        self.pool.shutdown()
-
-    def percentiles(self) -> tuple[float, float]:
-        ordered = sorted(self.latencies)
-        return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
-
-
-def _server_pods(product: Product, model: str) -> list[dict[str, Any]]:
-    return [
-        p
-        for p in product.get("pods")
-        if p["metadata"]["labels"].get("inferplane.io/model") == model
-        and p["metadata"]["labels"].get("app.kubernetes.io/component") == "server"
-    ]
+    log = handle.wait_until(logged_in, timeout=60, what="the operator's in-cluster login")
+    assert "inferplane operator started" in log, log[-3000:]
+    assert "cannot" not in log.lower() and "LoginError" not in log, log[-3000:]
 
 
 def test_lenet_from_a_volume_converts_in_a_job_and_answers_through_its_service(
@@ -298,7 +91,7 @@ def test_lenet_from_a_volume_converts_in_a_job_and_answers_through_its_service(
     assert job["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
         "ghcr.io/inferplane/mindspore:"
     )
-    (pod,) = _server_pods(product, "lenet")
+    (pod,) = server_pods(product, "lenet")
     assert pod["spec"]["nodeName"] == config.NODE_NAME
     assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert all(c["ready"] for c in pod["status"]["containerStatuses"])
@@ -307,7 +100,7 @@ def test_lenet_from_a_volume_converts_in_a_job_and_answers_through_its_service(
     x = np.random.default_rng(0).standard_normal((3, 1, 32, 32)).astype(np.float32)
     reference = models.lenet_reference(product.store / "models" / "lenet.ckpt", x)
     for binary in (False, True):
-        np.testing.assert_allclose(_infer(url, "lenet", x, binary=binary), reference, atol=1e-4)
+        np.testing.assert_allclose(infer(url, "lenet", x, binary=binary), reference, atol=1e-4)
 
     # The same source under another name: the artifact is in the store, nothing converts.
     started = time.monotonic()
@@ -320,12 +113,46 @@ def test_lenet_from_a_volume_converts_in_a_job_and_answers_through_its_service(
     product.cluster.kubectl("delete", "inferencemodel", "lenet-again", "-n", product.namespace)
 
 
-@pytest.mark.xfail(
-    reason="server pods stop accepting connections on SIGTERM while kube-proxy still routes to "
-    "them (no preStop delay, no drain window): 39 requests failed with connection "
-    "refused / broken pipe on 2026-12-06 (docs/benchmarks.md); XPASS once the drain covers it",
-)
+def test_lenet_from_s3_converts_in_a_job_and_answers_through_its_service(
+    product: Product,
+) -> None:
+    """The checkpoint on S3 (moto on the machine's address): the fetch step gets the source's
+    credentials Secret and the endpoint, the Job converts in the mindspore image."""
+    started = time.monotonic()
+    product.cluster.apply(product.model("lenet-s3", S3_SOURCE))
+    body = product.wait_ready("lenet-s3")
+    elapsed = time.monotonic() - started
+    (target,) = body["status"]["targets"]
+    assert (target["format"], target["backend"]) == ("onnx", "onnxruntime")
+    assert (product.store / "inferplane" / target["key"] / "inferplane.json").is_file()
+    uid = body["metadata"]["uid"]
+    (job,) = [
+        j
+        for j in product.get("jobs")
+        if uid in {o["uid"] for o in j["metadata"].get("ownerReferences", [])}
+    ]
+    assert job["status"].get("succeeded") == 1, job["status"]
+    spec = job["spec"]["template"]["spec"]
+    steps = {c["name"]: c for c in [*spec["initContainers"], *spec["containers"]]}
+    assert steps["convert"]["image"].startswith("ghcr.io/inferplane/mindspore:")
+    assert steps["fetch"]["envFrom"] == [{"secretRef": {"name": SOURCE_SECRET}}]
+    assert "envFrom" not in steps["convert"]  # the step running the network code holds none
+    (pod,) = server_pods(product, "lenet-s3")
+    assert pod["spec"]["nodeName"] == config.NODE_NAME
+    assert all(c["ready"] for c in pod["status"]["containerStatuses"])
+
+    url = product.service_url("lenet-s3")
+    x = np.random.default_rng(2).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    reference = models.lenet_reference(product.s3_checkpoint, x)
+    for binary in (False, True):
+        np.testing.assert_allclose(infer(url, "lenet-s3", x, binary=binary), reference, atol=1e-4)
+    print(f"\napply -> Ready on the real node, checkpoint on S3: {elapsed:.1f} s converting")
+    product.cluster.kubectl("delete", "inferencemodel", "lenet-s3", "-n", product.namespace)
+
+
 def test_a_new_artifact_rolls_out_under_load_without_a_failed_request(product: Product) -> None:
+    """The server's drain (``--drain-s``: ready 503, still answering, while the endpoints move
+    away) leaves no request failed while the old pod goes."""
     body = product.wait_ready("lenet")
     old_key = body["status"]["targets"][0]["key"]
     url = product.service_url("lenet")
@@ -336,7 +163,7 @@ def test_a_new_artifact_rolls_out_under_load_without_a_failed_request(product: P
         generation = product.get("inferencemodel", "lenet")["metadata"]["generation"]
         body = product.wait_ready("lenet", generation=generation)
         handle.wait_until(
-            lambda: len(_server_pods(product, "lenet")) == 1,
+            lambda: len(server_pods(product, "lenet")) == 1,
             timeout=180,
             what="the old server pods gone",
         )
@@ -349,7 +176,7 @@ def test_a_new_artifact_rolls_out_under_load_without_a_failed_request(product: P
     print(f"\nrollout under load: {count} requests, 0 failed, p50 {p50:.3f} s, p99 {p99:.3f} s")
     x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
     reference = models.lenet_reference(product.store / "models" / "lenet-v2.ckpt", x)
-    np.testing.assert_allclose(_infer(url, "lenet", x, binary=True), reference, atol=1e-4)
+    np.testing.assert_allclose(infer(url, "lenet", x, binary=True), reference, atol=1e-4)
 
 
 @pytest.mark.xfail(
@@ -357,8 +184,9 @@ def test_a_new_artifact_rolls_out_under_load_without_a_failed_request(product: P
     "50 %, 6 clients, another session's operator reconciling the same cluster); unproven",
 )
 def test_the_cpu_autoscaler_scales_the_pool_up_under_load_and_down_after(product: Product) -> None:
-    # The model as the rollout left it (applied again: unchanged when the rollout test ran).
-    product.cluster.apply(product.model("lenet", "lenet-v2.ckpt"))
+    # The model as the rollout left it, now autoscaled on CPU.
+    autoscaled = {"min": 1, "max": 3, "metric": "cpu", "target": 10}
+    product.cluster.apply(product.model("lenet", "lenet-v2.ckpt", replicas=autoscaled))
     generation = product.get("inferencemodel", "lenet")["metadata"]["generation"]
     body = product.wait_ready("lenet", generation=generation)
     (hpa,) = product.get("hpa")
@@ -383,22 +211,51 @@ def test_the_cpu_autoscaler_scales_the_pool_up_under_load_and_down_after(product
     assert body["status"]["phase"] == "Ready"
 
 
-def test_deleting_the_model_and_uninstalling_leave_nothing(product: Product) -> None:
+def _containers_of(product: Product, namespace: str) -> list[str]:
+    """The node's containerd containers (sandboxes included) of pods in ``namespace``."""
+    assert product.cluster.real_node is not None
+    label = f'labels."io.kubernetes.pod.namespace"=={namespace}'
+    listing = node.ctr(product.cluster.real_node, "containers", "ls", "-q", label)
+    assert listing.returncode == 0, listing.stderr
+    return listing.stdout.split()
+
+
+def test_deleting_the_models_and_uninstalling_leave_nothing(product: Product) -> None:
+    """docs/install.md section 7's order: delete the models (the garbage collector removes
+    their children), then ``helm uninstall``: no object of the models or of the release is
+    left, in the namespace or cluster-wide, and no container of theirs on the node."""
     namespace = product.namespace
+    release = yaml.safe_load_all(helm(product.cluster, "get", "manifest", RELEASE, "-n", namespace))
+    rendered = [(o["kind"], o["metadata"]["name"]) for o in release if o]
+    assert ("Deployment", f"{RELEASE}-inferplane") in rendered
+    assert any(kind == "ClusterRole" for kind, _ in rendered)
+    assert _containers_of(product, namespace) != []  # the operator's and the servers' at least
+
     product.cluster.kubectl("delete", "inferencemodel", "--all", "-n", namespace, "--wait=true")
-    _helm(product.cluster, "uninstall", RELEASE, "--namespace", namespace, "--wait")
-    kinds = "deployments,replicasets,pods,services,jobs,hpa,pdb"
-    kinds += ",configmaps,serviceaccounts,roles,rolebindings"
+    helm(product.cluster, "uninstall", RELEASE, "--namespace", namespace, "--wait")
+    kinds = "deployments,replicasets,pods,services,endpointslices,jobs,hpa,pdb,networkpolicies"
+    kinds += ",configmaps,serviceaccounts,roles,rolebindings,resourceclaimtemplates,leases"
+    # What Kubernetes itself keeps in every namespace, and what the test made.
+    ours = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
 
     def left() -> list[str]:
         names = product.cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.split()
-        # What Kubernetes itself keeps in every namespace.
-        return [
-            n for n in names if n not in ("configmap/kube-root-ca.crt", "serviceaccount/default")
-        ]
+        return [n for n in names if n not in ours]
 
     handle.wait_until(lambda: left() == [], timeout=120, what=f"an empty {namespace}")
+    assert product.get("inferencemodels") == []
+    for kind, name in rendered:
+        found = product.cluster.kubectl(
+            "get", kind, name, "-n", namespace, "--ignore-not-found", "-o", "name"
+        ).stdout
+        assert found == "", f"{kind} {name} of the release is still there"
     cluster_wide = product.cluster.kubectl(
         "get", "clusterroles,clusterrolebindings", "-o", "name"
     ).stdout.split()
     assert [n for n in cluster_wide if RELEASE + "-inferplane" in n] == []
+    # The kubelet stops every container of a deleted pod and removes it with its sandbox.
+    handle.wait_until(
+        lambda: _containers_of(product, namespace) == [],
+        timeout=120,
+        what=f"no container of {namespace} on the node",
+    )
