@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,8 +295,10 @@ class Load:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     response.read()
                 self.latencies.append(time.perf_counter() - start)
+            except urllib.error.HTTPError as error:  # the server's own answer says why
+                self.failures.append(f"{time.monotonic():.1f} {error.code}: {error.read()[:200]!r}")
             except Exception as error:  # every failure counts, whatever its kind
-                self.failures.append(f"{type(error).__name__}: {error}")
+                self.failures.append(f"{time.monotonic():.1f} {type(error).__name__}: {error}")
 
     def __enter__(self) -> Load:
         self.futures = [self.pool.submit(self._loop) for _ in range(self.workers)]
