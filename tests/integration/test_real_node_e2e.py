@@ -12,6 +12,8 @@ The images come from ``tests.images`` (built from Debian's packages and PyPI, ca
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
 
@@ -33,6 +35,8 @@ from tests.integration.real_product import (
     installed,
     server_pods,
 )
+
+INSTANCE = "app.kubernetes.io/instance"
 
 pytestmark = pytest.mark.timeout(1800)
 """The first test carries the module's setup: building the images on a cold machine (about six
@@ -179,36 +183,63 @@ def test_a_new_artifact_rolls_out_under_load_without_a_failed_request(product: P
     np.testing.assert_allclose(infer(url, "lenet", x, binary=True), reference, atol=1e-4)
 
 
-@pytest.mark.xfail(
-    reason="not yet seen passing: one run on 2026-12-06 saw no scale-up within 240 s (target "
-    "50 %, 6 clients, another session's operator reconciling the same cluster); unproven",
-)
 def test_the_cpu_autoscaler_scales_the_pool_up_under_load_and_down_after(product: Product) -> None:
-    # The model as the rollout left it, now autoscaled on CPU.
-    autoscaled = {"min": 1, "max": 3, "metric": "cpu", "target": 10}
-    product.cluster.apply(product.model("lenet", "lenet-v2.ckpt", replicas=autoscaled))
-    generation = product.get("inferencemodel", "lenet")["metadata"]["generation"]
-    body = product.wait_ready("lenet", generation=generation)
-    (hpa,) = product.get("hpa")
+    """metrics-server reads the kubelet's /metrics/resource (the container's real cgroup CPU
+    time); the HPA (the chart's scale-down window: 0) follows it up under load and down after.
+    Each pod requests 100m CPU so that three fit beside anything else on the 2-CPU node: a pod
+    that cannot be scheduled is one the HPA never reads. A model of its own (the rollout's
+    artifact, cached): no earlier test's pods, scale or rollout are in its pool."""
+    name = "lenet-hpa"
+    autoscaled = {"min": 1, "max": 3, "metric": "cpu", "target": 50}
+    small = {"cpu": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}}
+    product.cluster.apply(
+        product.model(name, "lenet-v2.ckpt", replicas=autoscaled, deviceOptions=small)
+    )
+    body = product.wait_ready(name)
+    (hpa,) = [h for h in product.get("hpa") if h["metadata"]["labels"].get(INSTANCE) == name]
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 0
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 50
     deployment = hpa["spec"]["scaleTargetRef"]["name"]
 
     def replicas() -> int:
         return int(product.get("deployment", deployment)["spec"].get("replicas", 0))
 
-    assert replicas() == 1
-    url = product.service_url("lenet")
-    with Load(url, "lenet", workers=8) as load:
+    def measured() -> list[str]:
+        """The pool's pods that metrics-server has a CPU reading of."""
+        path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{product.namespace}/pods"
+        listing = json.loads(product.cluster.kubectl("get", "--raw", path).stdout)
+        return [
+            m["metadata"]["name"]
+            for m in listing["items"]
+            if m["metadata"]["name"].startswith(f"{deployment}-")
+            and any("cpu" in c["usage"] for c in m["containers"])
+        ]
+
+    assert replicas() == 1 and len(server_pods(product, name)) == 1
+    handle.wait_until(measured, timeout=120, interval=2, what="metrics-server's reading of it")
+    url = product.service_url(name)
+    with Load(url, name, workers=8) as load:
         started = time.monotonic()
-        handle.wait_until(lambda: replicas() > 1, timeout=240, interval=1, what="a scale-up")
+        handle.wait_until(lambda: replicas() > 1, timeout=120, interval=1, what="a scale-up")
         scale_up = time.monotonic() - started
+    stopped = time.monotonic()
+    handle.wait_until(lambda: replicas() == 1, timeout=120, interval=1, what="the scale-down")
+    scale_down = time.monotonic() - stopped
     p50, p99 = load.percentiles()
-    count = len(load.latencies)
     print(
-        f"\nHPA scale-up after {scale_up:.0f} s; {count} requests, p50 {p50:.3f} s, p99 {p99:.3f} s"
+        f"\nHPA scale-up {scale_up:.0f} s after the load's start, back to one pod "
+        f"{scale_down:.0f} s after it stopped; {len(load.latencies)} requests, "
+        f"{len(load.failures)} failed, p50 {p50:.3f} s, p99 {p99:.3f} s; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    handle.wait_until(lambda: replicas() == 1, timeout=240, interval=1, what="the scale-down")
+    # Known server defect, not the HPA's: the server counts closed connections as open, so a
+    # load of a new connection per request is refused with 503 "over 2048 connections" once
+    # ~2048 have come and gone (reproduced with `inferplane serve --max-connections 64` and 8
+    # such clients: 16,263 of 16,774 refused; docs/benchmarks.md). Any other failure fails.
+    others = [f for f in load.failures if "connections; retry" not in f]
+    assert others == [], (f"load from {started:.1f}", others[:10])
     assert body["status"]["phase"] == "Ready"
+    product.cluster.kubectl("delete", "inferencemodel", name, "-n", product.namespace)
 
 
 def _containers_of(product: Product, namespace: str) -> list[str]:
