@@ -208,6 +208,35 @@ def test_past_max_connections_is_503_and_closed(start_server: object, mlp_onnx: 
     assert server.request("GET", "/v2/health/live")[0] == 200
 
 
+def test_a_connection_per_request_never_counts_a_closed_connection(
+    start_server: object, mlp_onnx: Path
+) -> None:
+    """Clients that close after each answer (urllib, Go's default without keep-alive) free
+    their place at once: the server's lingering close ends at the client's end of stream.
+    Each client holds at most its open connection and the one it just closed (whose end the
+    server may read in the same turn as the next connect), so 6 such clients under a limit of
+    12 are never refused; before, each closed connection stayed counted for ``LINGER_S`` and
+    most of these requests were 503."""
+    server = start_server(mlp_onnx, "--max-connections", "12")  # type: ignore[operator]
+    request = LIVE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    statuses: list[int] = []
+
+    def client() -> None:
+        for _ in range(100):
+            with connect(server) as sock:
+                sock.sendall(request)
+                reader = Reader(sock)
+                statuses.append(reader.response()[0])
+                assert reader.closed()
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(statuses) == 600 and set(statuses) == {200}
+
+
 SHAPES = [[0, 2**63 - 1], [0, 2**62, 2**62], [2**40, 64], [-1, 64], [1] * 40, "64", None]
 
 

@@ -260,6 +260,11 @@ class Connection(asyncio.Protocol):
         """The client will send nothing more: answer what it sent (a request cut short gets
         400), then close; keep the transport open for writing meanwhile."""
         self._eof = True
+        if self._ending and self._current is None:
+            # The last answer is written and the client has closed its side: the lingering
+            # close is over, and the connection no longer counts against the limit.
+            self._transport.close()  # type: ignore[union-attr]
+            return True
         if not self._pumping:
             self._pump()
         return True
@@ -514,9 +519,10 @@ class Connection(asyncio.Protocol):
             self._respond(Response(status, orjson.dumps({"error": message})))
 
     def _end(self, transport: asyncio.Transport) -> None:
-        """Close after the last answer: the write side now, the rest after ``LINGER_S``."""
+        """Close after the last answer: the write side now, the rest after ``LINGER_S`` or
+        when the client closes its side, whichever comes first."""
         self._ending = True
-        if transport.can_write_eof():
+        if not self._eof and transport.can_write_eof():
             transport.write_eof()
             self._loop.call_later(LINGER_S, transport.close)
         else:
