@@ -373,9 +373,7 @@ def running(cluster: handle.Cluster, directory: Path, address: str) -> Iterator[
     build.ensure_built(versions.AUTOSCALING, echo=True)
     for crd in sorted(build.keda_crds().glob("*.yaml")):
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
-    )
+    cluster.wait_established("scaledobjects.keda.sh")
     stack = Stack(
         directory=directory,
         kubeconfig=cluster.kubeconfig,

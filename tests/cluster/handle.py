@@ -101,6 +101,22 @@ class Cluster:
         """Call ``condition`` until it returns something truthy; return that, or fail."""
         return wait_until(condition, timeout=timeout, interval=interval, what=what)
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Wait until each CRD (``plural.group``) is Established. Polled, not ``kubectl wait``:
+        that fails at once ("accessor error: <nil>") while a new CRD has no conditions yet."""
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+        for crd in crds:
+            self.wait_until(
+                lambda crd=crd: (
+                    self.kubectl(
+                        "get", "crd", crd, "-o", f"jsonpath={path}", check=False
+                    ).stdout.strip()
+                    == "True"
+                ),
+                timeout=timeout,
+                what=f"CRD {crd} Established",
+            )
+
     def hold_release(self, namespace: str, pod: str, result: str, message: str = "") -> None:
         """End a held pod: ``result`` is ``succeeded`` or ``failed``; ``message`` becomes the
         container's terminated message. See the hold contract in docs/testing.md."""

@@ -35,10 +35,7 @@ CHECKPOINT = {
 
 def install_crd(cluster: handle.Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/inferencemodels.inferplane.io",
-    )  # fmt: skip
+    cluster.wait_established("inferencemodels.inferplane.io")
 
 
 def model(name: str, **spec: Any) -> dict[str, Any]:

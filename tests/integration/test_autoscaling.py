@@ -38,9 +38,7 @@ def _keda_crd(cluster: handle.Cluster, *, present: bool) -> None:
     if present:
         path = build.keda_crds() / "keda.sh_scaledobjects.yaml"
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{SCALED_OBJECTS}"
-        )
+        cluster.wait_established(SCALED_OBJECTS)
     else:
         cluster.kubectl("delete", "crd", SCALED_OBJECTS, "--ignore-not-found", "--wait=true")
 

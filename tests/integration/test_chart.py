@@ -93,10 +93,9 @@ def test_server_side_validation_of_every_ci_values_file(
 ) -> None:
     """Every object the chart renders is accepted by the real API server (dry run)."""
     cluster.kubectl("apply", "-f", str(CHART / "crds"))  # the CRs need their CRDs to validate
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s",
-        "crd/inferencemodels.inferplane.io", "crd/kopfpeerings.kopf.dev",
-        "crd/clusterkopfpeerings.kopf.dev",
+    cluster.wait_established(
+        "inferencemodels.inferplane.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev",
+        timeout=30,
     )  # fmt: skip
     for values_file in sorted((CHART / "ci").glob("*-values.yaml")):
         values = yaml.safe_load(values_file.read_text())

@@ -118,9 +118,7 @@ def test_crd_schema_descriptions_reach_kubectl_explain(
     }
     cluster.apply(crd)
     try:
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "crd/gadgets.test.inferplane.io", "--timeout=30s"
-        )
+        cluster.wait_established("gadgets.test.inferplane.io", timeout=30)
         explained = wait_until(
             lambda: cluster.kubectl("explain", "gadgets.spec.size", check=False).stdout,
             timeout=30,

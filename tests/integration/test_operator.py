@@ -271,8 +271,7 @@ def test_two_replicas_with_peering_one_active(
     """kopf peering: of two operators the higher priority works, the other takes over."""
     peering = Path(__file__).resolve().parents[2] / "charts/inferplane/crds/kopf.dev_peerings.yaml"
     cluster.kubectl("apply", "--server-side", "-f", str(peering))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/clusterkopfpeerings.kopf.dev")  # fmt: skip
+    cluster.wait_established("clusterkopfpeerings.kopf.dev")
     cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering",
                    "metadata": {"name": "inferplane"}})  # fmt: skip
     store = f"file://{tmp_path / 'store'}"
