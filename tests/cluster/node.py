@@ -419,6 +419,8 @@ def down(cluster_dir: Path) -> bool:
     machine.remove_pod_cgroups()
     machine.delete_link(config.BRIDGE)
     machine.restore_sysctls(state.sysctls)
+    for link in _log_links(state):
+        link.unlink()
     for fixed in FIXED_PATHS:
         if str(fixed) not in state.existed:
             machine.remove_empty_tree(fixed)
@@ -426,6 +428,20 @@ def down(cluster_dir: Path) -> bool:
         shutil.rmtree(state.layout.path(heavy), ignore_errors=True)
     (state.directory / "node.json").unlink(missing_ok=True)
     return True
+
+
+def _log_links(state: NodeState) -> list[Path]:
+    """The node's links in ``CONTAINER_LOGS``: the kubelet links each container's log there and
+    unlinks it when it removes the container, so containers removed after the kubelet stopped
+    (``down``) leave theirs, pointing into the node's own folder."""
+    if not CONTAINER_LOGS.is_dir():
+        return []
+    ours = f"{state.directory}/"
+    return [
+        link
+        for link in CONTAINER_LOGS.iterdir()
+        if link.is_symlink() and os.readlink(link).startswith(ours)
+    ]
 
 
 def leftovers(state: NodeState) -> list[str]:
@@ -445,6 +461,7 @@ def leftovers(state: NodeState) -> list[str]:
         if Path("/run/netns").is_dir()
         else []
     )
+    found += [f"log link {link}" for link in _log_links(state)]
     for fixed in (CONTAINER_LOGS, SHIM_DIR):
         if str(fixed) not in state.existed and fixed.exists():
             found.append(f"path {fixed}")
