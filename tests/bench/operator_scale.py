@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Operator at scale: many simulated nodes of mixed classes, many InferenceModels at once.
 
-    python -m tests.bench.operator_scale [--nodes 1000] [--models 1000]
+    python -m tests.bench.operator_scale [--nodes 1000] [--models 1000] [--no-floor]
 
 Brings up a test cluster (tests/cluster) with the nodes, pre-fills a file store with the
 artifacts of every model's targets (each model names its source's sha256, so the operator finds
@@ -10,6 +10,11 @@ subprocess, applies all models in one ``kubectl apply``, and measures until ever
 ``Ready``: wall time, p50/p99 time-to-Ready per model (creation → Ready condition), the operator's
 CPU seconds and peak RSS, API writes per model (counted by the operator's client), and server pods
 placed on a node of the wrong class or product. Prints each number beside its target.
+
+Before the operator, the same run measures the floor on a fresh cluster of the same nodes: the
+objects the operator would create, rendered ahead of time and applied by a bare client with no
+operator (``tests/bench/operator_floor.py``); then it prints all-Ready over the floor's time
+(``--no-floor``: the operator only).
 """
 
 from __future__ import annotations
