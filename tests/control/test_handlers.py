@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import kopf
 import pytest
 from tests.cluster import pki
 
@@ -149,3 +150,15 @@ def test_only_node_changes_that_move_pools_count() -> None:
     assert handlers._node_pool(cordoned) != handlers._node_pool(node)
     assert handlers._node_pool(flapped) != handlers._node_pool(node)
     assert handlers._node_pool(None) is None
+
+
+def test_no_handler_needs_kopf_s_essence() -> None:
+    """``NoEssence`` keeps no "last handled" state: right only while no handler detects changes
+    (on.create/update/field/resume/delete) or spawns daemons and timers, which read it."""
+    registry = kopf.get_default_registry()
+    assert list(registry._changing.get_all_handlers()) == []
+    assert list(registry._spawning.get_all_handlers()) == []
+    assert len(list(registry._watching.get_all_handlers())) > 0
+    storage = handlers.NoEssence()
+    body = kopf.Body({"metadata": {"name": "m"}, "spec": {"a": 1}})
+    assert storage.build(body=body) is None and storage.fetch(body=body) is None
