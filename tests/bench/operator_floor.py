@@ -26,20 +26,12 @@ from tests.cluster import control_plane
 
 from inferplane.api import v1alpha1
 from inferplane.artifacts.store import open_store
-from inferplane.control import observed, planner
+from inferplane.control import kube, observed, planner
 from inferplane.control.inventory import Inventory
 from inferplane.control.settings import OperatorSettings
 
 PLACEHOLDER_UID = "00000000-0000-4000-8000-floorfloorfl"
 MANAGER = "inferplane-floor"
-PATHS = {
-    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-    ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"):
-        "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
-    ("policy/v1", "PodDisruptionBudget"):
-        "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}",
-}  # fmt: skip
 
 
 def render(
@@ -137,11 +129,10 @@ class Floor:
         self.queued: set[str] = set()
         self.applied = 0
         self.errors: list[str] = []
-        models = f"/apis/{v1alpha1.API_VERSION}/namespaces/{namespace}/inferencemodels"
+        models = kube.path_of(v1alpha1.API_VERSION, v1alpha1.KIND, namespace=namespace)
         self.models = Watch(state, models, self._model)
-        self.deployments = Watch(
-            state, f"/apis/apps/v1/namespaces/{namespace}/deployments", self._deployment
-        )
+        deployments = kube.path_of("apps/v1", "Deployment", namespace=namespace)
+        self.deployments = Watch(state, deployments, self._deployment)
         self.workers = [threading.Thread(target=self._apply, daemon=True) for _ in range(workers)]
 
     @property
@@ -179,9 +170,10 @@ class Floor:
         while True:
             name, uid = self.work.get()
             for manifest in json.loads(self.rendered[name].replace(PLACEHOLDER_UID, uid)):
-                path = PATHS[(manifest["apiVersion"], manifest["kind"])].format(
-                    ns=self.namespace, name=manifest["metadata"]["name"]
-                )
+                path = kube.path_of(
+                    manifest["apiVersion"], manifest["kind"],
+                    namespace=self.namespace, name=manifest["metadata"]["name"],
+                )  # fmt: skip
                 connection.request(
                     "PATCH", f"{path}?fieldManager={MANAGER}&force=true", json.dumps(manifest),
                     {"Content-Type": "application/apply-patch+yaml"},

@@ -42,7 +42,7 @@ from tests.cluster.profile import Profile
 from tests.e2e import operator_process as op
 
 from inferplane.api import v1alpha1
-from inferplane.control import planner
+from inferplane.control import kube, planner
 from inferplane.control.inventory import Inventory
 from inferplane.control.settings import OperatorSettings
 
@@ -201,7 +201,7 @@ def _ready_watch(
             ready.pop(name, None)
         return len(ready) == models
 
-    path = f"/apis/{v1alpha1.API_VERSION}/namespaces/{namespace}/inferencemodels"
+    path = kube.path_of(v1alpha1.API_VERSION, v1alpha1.KIND, namespace=namespace)
     return operator_floor.Watch(state, path, seen), ready
 
 
