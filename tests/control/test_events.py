@@ -59,10 +59,10 @@ def _spec(**fields: Any) -> v1alpha1.InferenceModelSpec:
     return v1alpha1.validate_spec({"source": CHECKPOINT, **PREFER_T4, **fields})
 
 
-def _assigned(spec: v1alpha1.InferenceModelSpec) -> str:
-    """The key the operator assigns the first target's conversion (what the store holds once it
-    succeeded: the operator reads results from the store, not from pods)."""
-    target = planner.choose_targets(spec, _inventory(_nodes()))[0]
+def _assigned(spec: v1alpha1.InferenceModelSpec, target: planner.Target | None = None) -> str:
+    """The key the operator assigns a target's conversion, the first by default (what the store
+    holds once it succeeded: the operator reads results from the store, not from pods)."""
+    target = target or planner.choose_targets(spec, _inventory(_nodes()))[0]
     options = planner.cluster_options(spec, target, SETTINGS)
     return planner.assigned_key(spec, options, namespace="ml", settings=SETTINGS)
 
@@ -472,6 +472,34 @@ def test_a_single_replica_gets_no_budget_and_one_pool_no_pool_service() -> None:
     assert "PoolReady" not in [e.reason for e in plan.events]  # "Ready" says it once
     two = _pool_plan({"min": 2, "max": 2}, _ready(CPU, ONNX_CPU, 2))
     assert [m["kind"] for m in two.apply] == ["Deployment", "PodDisruptionBudget", "Service"]
+
+
+def test_pools_ready_with_the_model_get_its_ready_event_alone() -> None:
+    """Two pools: one turning ready first gets a PoolReady; pools turning ready in the same
+    reconcile as the model get none beside its Ready, which names them all."""
+    spec = v1alpha1.validate_spec({"source": CHECKPOINT, "devices": ["nvidia"]})
+    inventory = _inventory(_nodes())
+    targets = planner.choose_targets(spec, inventory)
+    keys = [_assigned(spec, t) for t in targets]
+    pools = [planner.pool_name("lenet", t) for t in targets]
+    assert len(pools) == 2
+
+    def plan_with(ready: list[int], previous: v1alpha1.InferenceModelStatus | None) -> planner.Plan:
+        observed = Observed(
+            artifacts={k: v for key in keys for k, v in _stored(key).items()},
+            pools={p: _ready(p, k, r) for p, k, r in zip(pools, keys, ready, strict=True)},
+            children=_children(*pools),
+        )
+        return _plan(spec, inventory, observed, previous)
+
+    deploying = _status(plan_with([0, 0], None))
+    assert deploying.phase == "Deploying"
+    together = plan_with([1, 1], deploying)
+    assert [e.reason for e in together.events] == ["Ready"]
+    first = plan_with([1, 0], deploying)
+    assert [e.reason for e in first.events] == ["PoolReady"]
+    second = plan_with([1, 1], _status(first))
+    assert [e.reason for e in second.events] == ["Ready"]
 
 
 # --- conversion lifecycle ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ spec edits (issue 13). Conversion pods are held and released as in ``test_operat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -25,7 +26,8 @@ from tests.cluster.profile import T4, Node
 from tests.e2e import operator_process as op
 from tests.integration.test_operator import _release_all, _release_once, _release_target
 
-from inferplane.control import naming
+from inferplane import errors
+from inferplane.control import kube, naming
 from inferplane.control.inventory import Inventory
 from inferplane.devices import DeviceClass
 
@@ -296,16 +298,20 @@ def test_a_new_gpu_product_is_added_beside_the_pools_that_serve(
 ADVERSARIAL = ["lenet", "lenet-cpu", "lenet-cpu-cpu", "n" * 253]
 
 
+def _squatter(name: str) -> dict[str, Any]:
+    """A Service someone else made, under a name the operator would use."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": "someone-else"}, "ports": [{"port": 80}]},
+    }
+
+
 def test_models_named_to_collide_get_their_own_children(
     cluster: handle.Cluster, operator: op.Operator, namespace: str
 ) -> None:
-    squatter = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "taken"},
-        "spec": {"selector": {"app": "someone-else"}, "ports": [{"port": 80}]},
-    }
-    cluster.apply(squatter, namespace=namespace)
+    cluster.apply(_squatter("taken"), namespace=namespace)
     for name in [*ADVERSARIAL, "taken"]:
         cluster.apply(op.model(name, devices=["cpu"]), namespace=namespace)
     _release_once(cluster, namespace)  # one conversion: same source and target for all
@@ -328,6 +334,57 @@ def test_models_named_to_collide_get_their_own_children(
         svc = cluster.get("service", naming.model_service_name(name), namespace=namespace)
         assert svc["spec"]["selector"][naming.MODEL_UID_LABEL] == uid
         assert model["status"]["readyReplicas"] == 1
+
+
+def test_a_create_only_apply_creates_like_an_apply_and_never_touches_what_exists(
+    cluster: handle.Cluster, namespace: str
+) -> None:
+    """The operator creates an object its cache does not know with a create-only apply, reading
+    it only when that fails. On the real API server: an absent object is created with its fields
+    owned by an Apply of the operator's manager, as by a plain apply (so a field dropped later
+    goes back to its default: what the replica hand-off is built on); an existing one, ours or
+    anyone's, fails with 409 and is left as it was."""
+    labels = {"app": "created"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "created", "namespace": namespace},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "server", "image": "example.invalid/x"}]},
+            },
+        },
+    }
+    cluster.apply(_squatter("squatted"), namespace=namespace)
+    claimed = {**_squatter("squatted"), "metadata": {"name": "squatted", "namespace": namespace}}
+    claimed["spec"] = {"selector": labels, "ports": [{"port": 80}]}
+    manager = naming.FIELD_MANAGER
+
+    async def run() -> list[int | None]:
+        statuses: list[int | None] = []
+        async with kube.Kube(kube.load_config(str(cluster.kubeconfig))) as client:
+            created = await client.apply(deployment, manager=manager, create_only=True)
+            fields = created["metadata"]["managedFields"]
+            assert [(f["manager"], f["operation"]) for f in fields] == [(manager, "Apply")]
+            again = {**deployment, "spec": {**deployment["spec"], "replicas": 5}}
+            for manifest in (again, claimed):
+                try:
+                    await client.apply(manifest, manager=manager, create_only=True)
+                except errors.KubeError as exc:
+                    statuses.append(exc.status)
+            dropped = {**deployment, "spec": dict(deployment["spec"])}
+            del dropped["spec"]["replicas"]
+            await client.apply(dropped, manager=manager)
+        return statuses
+
+    assert asyncio.run(run()) == [409, 409]
+    squatted = cluster.get("service", "squatted", namespace=namespace)
+    assert squatted["spec"]["selector"] == {"app": "someone-else"}
+    # 3 kept through the failed create-only apply; then dropped by its only manager: the default
+    assert cluster.get("deployment", "created", namespace=namespace)["spec"]["replicas"] == 1
 
 
 def _watch_replicas(cluster: handle.Cluster, namespace: str, name: str) -> subprocess.Popen[str]:

@@ -392,6 +392,20 @@ def conflict(current: Mapping[str, Any] | None, uid: str) -> str | None:
     )
 
 
+async def _create(rt: Runtime, manifest: Mapping[str, Any]) -> bool:
+    """Create an object the cache does not know, with a create-only apply; False when it exists
+    already (then whose it is must be read). Creating without reading first saves a GET per new
+    object: the usual case, as names are unique per model."""
+    try:
+        created = await rt.kube.apply(manifest, manager=naming.FIELD_MANAGER, create_only=True)
+    except errors.KubeError as exc:
+        if exc.status == 409:
+            return False
+        raise
+    rt.cache.wrote(created)
+    return True
+
+
 async def _apply(
     rt: Runtime,
     plan: planner.Plan,
@@ -403,8 +417,9 @@ async def _apply(
     """Apply the plan's objects; returns the conflicts found (objects left alone).
 
     An object the cache knows as the model's is applied (forced) when its hash changed. Any
-    other is read first (a create, or an object someone else made): the model's only if absent
-    or controlled by it. With ``verify`` every object is read (the resync).
+    other is created with a create-only apply; only when that finds the object exists (409: an
+    object someone else made, or one of ours the cache does not hold yet) is it read: the
+    model's only if controlled by it. With ``verify`` every object is read (the resync).
     """
     for api_version, kind, child in plan.delete:
         if (
@@ -420,6 +435,8 @@ async def _apply(
         key = (manifest["kind"], manifest["metadata"]["name"])
         shared = manifest["kind"] == "Job"  # never controlled by a model; named by its content
         known = shared or key in hashes
+        if not verify and not known and await _create(rt, manifest):
+            continue
         if verify or not known:
             current = await _current(rt, manifest)
             why = None if shared else conflict(current, model.uid)
@@ -435,7 +452,12 @@ async def _apply(
             rt.cache.wrote(await rt.kube.apply(manifest, manager=naming.FIELD_MANAGER))
         except errors.KubeError as exc:
             if manifest["kind"] == "Job" and exc.status == 422:
-                log.warning("job %s exists with another template: %s", key[1], exc)
+                # another model created the same conversion first (a Job's template names its
+                # model, and is immutable): the next reconcile reads it and joins its owners;
+                # without that, no event of the Job would ever wake this model
+                log.info("job %s exists, created by another model: joining it", key[1])
+                rt.verify.add((model.namespace, model.name))
+                rt.enqueue(model.namespace, model.name)
                 continue
             raise
     return found

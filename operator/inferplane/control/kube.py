@@ -52,6 +52,12 @@ PLURALS = {
     "ResourceClaimTemplate": "resourceclaimtemplates",
 }
 
+ABSENT_VERSION = "1"
+"""A resourceVersion no object has: etcd's first write is revision 2. An apply carrying a
+resourceVersion is conditional on it (kubernetes/kubernetes#63104): it fails with 409 Conflict
+on any existing object, and creates an absent one (the version is not kept), which makes it a
+create-only apply."""
+
 
 @dataclass(frozen=True)
 class Config:
@@ -288,9 +294,23 @@ class Kube:
         return text if isinstance(text, str) else ""
 
     async def apply(
-        self, manifest: Mapping[str, Any], *, manager: str, force: bool = True
+        self,
+        manifest: Mapping[str, Any],
+        *,
+        manager: str,
+        force: bool = True,
+        create_only: bool = False,
     ) -> dict[str, Any]:
-        """Server-side apply (forced by default: the operator owns the fields it sets)."""
+        """Server-side apply (forced by default: the operator owns the fields it sets).
+
+        ``create_only``: the apply creates the object or fails with a KubeError of status 409
+        when it exists, whoever made it. The object is created by an apply all the same (its
+        fields owned by ``manager`` with operation ``Apply``, exactly as by a plain apply), so
+        later applies drop and hand over fields as they would otherwise.
+        """
+        if create_only:
+            meta = {**manifest["metadata"], "resourceVersion": ABSENT_VERSION}
+            manifest = {**manifest, "metadata": meta}
         meta = manifest["metadata"]
         path = path_of(
             manifest["apiVersion"], manifest["kind"], namespace=meta.get("namespace"),

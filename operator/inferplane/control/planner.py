@@ -919,6 +919,8 @@ def plan(
         served = [t.label for t in targets] or [
             _label(t.device_class, t.product) for t in kept_statuses
         ]
+        # the Ready event names every pool: pools turning ready with the model get no PoolReady
+        events = [e for e in events if e.reason != "PoolReady"]
         events.append(Event("Normal", "Ready", f"serving on {', '.join(served)}"))
     all_statuses = statuses + kept_statuses
     conditions = status_mod.conditions(
