@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import kopf
@@ -11,7 +12,7 @@ import pytest
 from tests.cluster import pki
 
 from inferplane import errors
-from inferplane.control import handlers, kube
+from inferplane.control import handlers, kube, planner
 from inferplane.control.settings import OperatorSettings
 
 
@@ -40,6 +41,22 @@ def test_status_patch_sets_changed_keys_and_clears_removed_ones() -> None:
     new = {"phase": "Ready", "url": "u", "replicas": 1}
     assert handlers._status_patch(old, new) == {"phase": "Ready", "replicas": 1, "devices": None}
     assert handlers._status_patch(new, new) == {}
+
+
+def test_only_a_new_model_s_plain_deploying_status_waits_for_its_deployments() -> None:
+    """The reconcile that created a new model's Deployments leaves a bare ``Deploying`` to the
+    reconcile their watch events wake; anything else is written at once."""
+    deploying = planner.Plan(
+        apply=[], delete=[], status={"phase": "Deploying"}, events=[], targets=[]
+    )
+    assert handlers.first_report_waits({}, deploying, {"Deployment", "Service"})
+    assert not handlers.first_report_waits({"phase": "Deploying"}, deploying, {"Deployment"})
+    assert not handlers.first_report_waits({}, deploying, {"Service"})
+    warned = dataclasses.replace(deploying, events=[planner.Event("Warning", "Fallback", "x")])
+    assert not handlers.first_report_waits({}, warned, {"Deployment"})
+    for phase in ("Converting", "Failed", "Ready"):
+        other = dataclasses.replace(deploying, status={"phase": phase})
+        assert not handlers.first_report_waits({}, other, {"Deployment"})
 
 
 def test_applied_hash_is_stable_and_changes_with_the_manifest() -> None:

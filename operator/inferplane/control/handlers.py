@@ -183,6 +183,23 @@ def _status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, A
     return patch
 
 
+def first_report_waits(old: Mapping[str, Any], plan: planner.Plan, created: set[str]) -> bool:
+    """Whether a new model's first status is left to the reconcile that its new Deployments
+    wake. When the reconcile that created them has nothing to say but ``Deploying`` (no
+    failure, no conflict, no Event), the watch delivers each Deployment it created, and then the
+    Deployment controller's reports on it; each wakes the model, and the reconcile woken writes
+    the status with what the pods do by then. Under a burst of new models, when that reconcile
+    waits its turn on the queue, that is often ``Ready`` already: one status write instead of
+    two. Until then the model has no status, as before its first reconcile. A status saying
+    anything else (a failure, a conflict, a conversion) is written at once."""
+    return (
+        not old
+        and "Deployment" in created
+        and plan.status.get("phase") == v1alpha1.Phase.DEPLOYING
+        and not plan.events
+    )
+
+
 async def _lookup_artifacts(rt: Runtime, keys: list[str]) -> dict[str, observed.Artifact]:
     """Store lookups of the keys the operator assigned: what a conversion produced is what the
     operator finds there itself."""
@@ -413,8 +430,9 @@ async def _apply(
     hashes: Mapping[tuple[str, str], str | None],
     *,
     verify: bool,
-) -> dict[tuple[str, str], str]:
-    """Apply the plan's objects; returns the conflicts found (objects left alone).
+) -> tuple[dict[tuple[str, str], str], set[str]]:
+    """Apply the plan's objects; returns the conflicts found (objects left alone) and the kinds
+    of the objects created.
 
     An object the cache knows as the model's is applied (forced) when its hash changed. Any
     other is created with a create-only apply; only when that finds the object exists (409: an
@@ -430,12 +448,14 @@ async def _apply(
     for manifest in plan.handover:
         await rt.kube.apply(manifest, manager=naming.HANDOVER_MANAGER)
     found: dict[tuple[str, str], str] = {}
+    created: set[str] = set()
     for manifest in plan.apply:
         manifest = _with_hash(manifest)
         key = (manifest["kind"], manifest["metadata"]["name"])
         shared = manifest["kind"] == "Job"  # never controlled by a model; named by its content
         known = shared or key in hashes
         if not verify and not known and await _create(rt, manifest):
+            created.add(key[0])
             continue
         if verify or not known:
             current = await _current(rt, manifest)
@@ -460,7 +480,7 @@ async def _apply(
                 rt.enqueue(model.namespace, model.name)
                 continue
             raise
-    return found
+    return found, created
 
 
 async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = False) -> None:
@@ -498,7 +518,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
         "settings": rt.settings, "now": now, "chosen": chosen, "apis": rt.apis,
     }  # fmt: skip
     plan = planner.plan(observed=seen, **args)
-    found = await _apply(rt, plan, model, hashes, verify=verify)
+    found, created = await _apply(rt, plan, model, hashes, verify=verify)
     known = dict(seen.conflicts)
     if verify or found:
         rt.conflicts[(namespace, name)] = {**known, **found}
@@ -523,7 +543,7 @@ async def reconcile(rt: Runtime, namespace: str, name: str, *, verify: bool = Fa
         _wrote(rt, await rt.kube.patch(*JOB, job, namespace=namespace, patch=patch))
     old = body.get("status") or {}
     patch = _status_patch(old, plan.status)
-    if patch:
+    if patch and not first_report_waits(old, plan, created):
         rt.remember(
             await rt.kube.patch_status(
                 v1alpha1.API_VERSION, v1alpha1.KIND, name, namespace=namespace, status=patch
