@@ -15,10 +15,21 @@ from inferplane.serving.metrics import Metrics
 
 
 def _batcher(run: Any, outcomes: dict[Any, Outcome], **limits: int) -> Batcher:
+    """A batcher that records each request's own outcome: its rows of a batch's outputs."""
     settings = {"max_batch_size": 8, "max_queue": 100, "max_queue_bytes": 1 << 20, **limits}
+
+    def deliver(tokens: list[Any], rows: list[int], outcome: Outcome) -> None:
+        start = 0
+        for token, n in zip(tokens, rows, strict=True):
+            own = outcome
+            if not isinstance(outcome, errors.InferplaneError):
+                own = {name: a[start : start + n] for name, a in outcome.items()}
+            outcomes[token] = own
+            start += n
+
     return Batcher(
         run,
-        outcomes.__setitem__,
+        deliver,
         max_delay_s=0.0,
         metrics=Metrics("m"),
         executor=None,

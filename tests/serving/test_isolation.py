@@ -13,6 +13,7 @@ import http.client
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,63 @@ def test_shared_batch_inputs_merge_and_each_client_gets_its_own_rows(
     text = server.metrics()
     merged = metric_value(text, "inferplane_batch_size_count")
     assert merged < CLIENTS * REQUESTS, "no request was merged: the test proves nothing"
+
+
+def post_binary(
+    server: Server, model: str, inputs: dict[str, np.ndarray], wanted: list[str]
+) -> tuple[int, dict[str, np.ndarray]]:
+    """One request with the binary extension both ways; the answer's outputs by name."""
+    header = json.dumps(
+        {
+            "inputs": [{"name": n, "datatype": "FP32", "shape": list(a.shape),
+                        "parameters": {"binary_data_size": a.nbytes}} for n, a in inputs.items()],
+            "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in wanted],
+        }
+    ).encode()  # fmt: skip
+    body = header + b"".join(a.tobytes() for a in inputs.values())
+    conn = http.client.HTTPConnection(server.url, timeout=60)
+    try:
+        conn.request("POST", f"/v2/models/{model}/infer", body,
+                     {"Inference-Header-Content-Length": str(len(header))})  # fmt: skip
+        response = conn.getresponse()
+        raw = response.read()
+        if response.status != 200:
+            return response.status, {}
+        length = int(response.getheader("Inference-Header-Content-Length", "0"))
+    finally:
+        conn.close()
+    got, offset = {}, length
+    for out in json.loads(raw[:length])["outputs"]:
+        size = out["parameters"]["binary_data_size"]
+        dtype = {"FP32": np.float32, "INT64": np.int64}[out["datatype"]]
+        got[out["name"]] = np.frombuffer(raw[offset : offset + size], dtype).reshape(out["shape"])
+        offset += size
+    return 200, got
+
+
+def test_binary_requests_merge_by_layout_and_each_client_gets_its_own_rows(
+    start_server: StartServer, multi_onnx: Path
+) -> None:
+    """Binary bodies of one layout are merged by joining their bytes, and a batch of one
+    layout is answered from slices of one output. First every client sends the same layout;
+    then clients of two row counts, wanting one output or both, so that batches are mixed."""
+    server = start_server(multi_onnx, "--max-batch-size", "8", "--max-queue-delay-ms", "5")
+
+    def call(c: int, r: int, *, mixed: bool) -> None:
+        rows = 2 if mixed and c % 4 == 0 else 1
+        a = own_data(c, r, rows, 4, 0)
+        b = own_data(c, r, rows, 4, 1)
+        wanted = ["sum", "prod"] if mixed and c % 2 == 0 else ["sum"]
+        status, got = post_binary(server, "multi", {"a": a, "b": b}, wanted)
+        assert status == 200 and sorted(got) == sorted(wanted), (status, got)
+        np.testing.assert_array_equal(got["sum"], a + b)
+        if "prod" in got:
+            np.testing.assert_array_equal(got["prod"], np.round(a * b).astype(np.int64))
+
+    for mixed in (False, True):
+        hammer(partial(call, mixed=mixed))
+    merged = metric_value(server.metrics(), "inferplane_batch_size_count")
+    assert merged < 2 * CLIENTS * REQUESTS, "no request was merged: the test proves nothing"
 
 
 def test_inputs_disagreeing_on_the_batch_dimension_are_400(

@@ -89,3 +89,49 @@ def test_variable_length_and_json_outputs_are_never_cached() -> None:
     )
     assert reply_length is None and request.response_headers == {}
     assert json.loads(reply)["outputs"][0]["data"] == [1.0, 1.0]
+
+
+def test_a_merged_batch_answers_each_request_with_its_own_rows() -> None:
+    """Requests of one cached layout, of another (an id: never cached), of different row counts
+    and with only one of two outputs: each answer equals encoding that request's rows alone."""
+    cached_body, length = _binary_request(np.zeros((1, 3), np.float32))
+    cached = protocol.parse_request(cached_body, length)
+    cached.response_headers = {}
+    tagged = protocol.parse_request(*_binary_request(np.zeros((2, 3), np.float32), request_id="t"))
+    only_z = protocol.parse_request(*_binary_request(np.zeros((1, 3), np.float32)))
+    only_z.outputs = [("z", True)]
+    only_z.response_headers = {}
+    requests = [cached, tagged, cached, only_z, cached, only_z]
+    rows = [1, 2, 3, 1, 1, 1]
+    merged = {
+        "y": np.arange(9 * 2, dtype=np.float32).reshape(9, 2),
+        "z": np.arange(9, dtype=np.int64).reshape(9, 1) * 7,
+    }
+    for _ in range(2):  # the second time from the cached headers
+        replies = protocol.encode_batch("m", "1", requests, rows, merged)
+        start = 0
+        for request, n, reply in zip(requests, rows, replies, strict=True):
+            own = {name: a[start : start + n] for name, a in merged.items()}
+            assert reply == protocol.encode_response("m", "1", request, own)
+            start += n
+    assert len(cached.response_headers) == 2 and len(only_z.response_headers) == 1
+    message, data = _decode(*replies[2])
+    assert message["outputs"][0]["shape"] == [3, 2]
+    np.testing.assert_array_equal(np.frombuffer(data[:24], np.float32), np.arange(6, 12))
+
+
+def test_a_batch_of_one_layout_is_answered_from_slices_of_one_output() -> None:
+    body, length = _binary_request(np.zeros((2, 3), np.float32))
+    request = protocol.parse_request(body, length)
+    request.response_headers = {}
+    merged = {"y": np.arange(4 * 2 * 5, dtype=np.float32).reshape(8, 5)}
+    alone = [{"y": merged["y"][i : i + 2]} for i in range(0, 8, 2)]
+    expected = [protocol.encode_response("m", "1", request, own) for own in alone]
+    assert len(request.response_headers) == 1
+    assert protocol._sliced([request] * 4, [2] * 4, merged) == expected
+    assert protocol.encode_batch("m", "1", [request] * 4, [2] * 4, merged) == expected
+    # Rows that differ, or another request's template: not one layout, each encoded alone.
+    assert protocol._sliced([request] * 2, [2, 6], merged) is None
+    other = protocol.parse_request(body, length)
+    other.response_headers = request.response_headers
+    assert protocol._sliced([request, other, request, request], [2] * 4, merged) is None

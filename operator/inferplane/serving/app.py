@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 
 from inferplane import errors
 from inferplane.serving import metrics as metrics_module
@@ -49,6 +48,7 @@ class App:
 
     def __init__(self, dataplane: DataPlane, *, max_request_bytes: int) -> None:
         self.dataplane = dataplane
+        dataplane.answer = self._finish
         self.max_request_bytes = max_request_bytes
         self._routes: dict[str, tuple[int, str | None]] = {}
         for version in (None, dataplane.version):
@@ -108,10 +108,9 @@ class App:
         raise errors.ModelNotFound(f"no route {path}")
 
     def _infer(self, request: Request, respond: Respond) -> None:
-        started = time.perf_counter()
+        token = (time.perf_counter(), respond)
         plane = self.dataplane
         plane.metrics.in_flight += 1
-        done = partial(self._finish, started, respond)
         try:
             limit = self.max_request_bytes
             if request.over_limit:
@@ -130,35 +129,43 @@ class App:
                     raise errors.ProtocolError(
                         f"Inference-Header-Content-Length {brief(value)} is not an integer"
                     ) from None
-            plane.infer(request.body, header_length, done)
-        except Exception as exc:  # raised before ``done`` was called: nothing was queued
-            done(_failure(exc))
+            plane.infer(request.body, header_length, token)
+        except Exception as exc:  # raised before the request was answered: nothing was queued
+            self._finish([token], [_failure(exc)])
 
     def _finish(
-        self, started: float, respond: Respond, result: Reply | errors.InferplaneError
+        self, tokens: list[tuple[float, Respond]], results: list[Reply | errors.InferplaneError]
     ) -> None:
+        """Answer requests (a token: when the request started, where its response goes)."""
         metrics = self.dataplane.metrics
-        metrics.in_flight -= 1
-        metrics.request_seconds.observe(time.perf_counter() - started)
-        if type(result) is tuple:
-            metrics.count("success")
-            payload, json_length = result
-            if json_length is None:
-                respond(Response(200, payload))
-                return
-            line = _LENGTH_LINES.get(json_length)
-            if line is None:
-                line = b"inference-header-content-length: %d\r\n" % json_length
-                if len(_LENGTH_LINES) < LENGTH_LINES:
-                    _LENGTH_LINES[json_length] = line
-            respond(Response(200, payload, OCTETS, line))
-            return
-        assert isinstance(result, errors.InferplaneError)
-        status = status_of(result)
-        if status == 500 and result is not _INTERNAL:
-            log.error("inference failed: %s", result)
-        metrics.count(_OUTCOMES.get(status, "server_error"))
-        respond(_error(result))
+        metrics.in_flight -= len(tokens)
+        metrics.request_seconds.observe_ages(time.perf_counter(), [t[0] for t in tokens])
+        succeeded = 0
+        for (_, respond), result in zip(tokens, results, strict=True):
+            if type(result) is tuple:
+                succeeded += 1
+                payload, json_length = result
+                if json_length is None:
+                    respond(Response(200, payload))
+                else:
+                    line = _LENGTH_LINES.get(json_length) or _length_line(json_length)
+                    respond(Response(200, payload, OCTETS, line))
+                continue
+            assert isinstance(result, errors.InferplaneError)
+            status = status_of(result)
+            if status == 500 and result is not _INTERNAL:
+                log.error("inference failed: %s", result)
+            metrics.count(_OUTCOMES.get(status, "server_error"))
+            respond(_error(result))
+        if succeeded:
+            metrics.count("success", succeeded)
+
+
+def _length_line(json_length: int) -> bytes:
+    line = b"inference-header-content-length: %d\r\n" % json_length
+    if len(_LENGTH_LINES) < LENGTH_LINES:
+        _LENGTH_LINES[json_length] = line
+    return line
 
 
 LENGTH_LINES = 1024

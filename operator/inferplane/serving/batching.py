@@ -8,9 +8,11 @@ loop turn, so whatever arrived in the same turn joins. The batch runs either inl
 loop (models that take microseconds: a thread hop would cost more than the model) or on one
 worker thread, while the loop keeps parsing the next requests; one batch runs at a time.
 
-No future or task per request: each request carries an opaque token, and its rows (or its
-error) go to ``deliver(token, outcome)``. That is a fraction of the cost of chaining futures,
-which matters when the model itself takes microseconds.
+No future or task per request: each request carries an opaque token, and a batch's outcome goes
+to ``deliver(tokens, rows, outcome)`` once, for all its requests: the merged outputs, of which
+each request owns its rows in turn, or the error they all get. That is a fraction of the cost
+of chaining futures or splitting the outputs here, which matters when the model itself takes
+microseconds.
 
 Isolation: only requests with the same batch key merge (the data plane merges only models whose
 inputs all share the first dimension, and refuses a request whose inputs disagree on it), and
@@ -37,13 +39,18 @@ from inferplane import errors
 from inferplane.serving.metrics import Metrics
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Merge = Callable[[list[Any]], dict[str, np.ndarray]]
+"""The model's inputs for a batch: its requests' payloads (in order), merged along the first
+dimension (a batch of one: that request's inputs)."""
 Outcome = dict[str, np.ndarray] | errors.InferplaneError
-Deliver = Callable[[Any, Outcome], None]
+Deliver = Callable[[list[Any], list[int], Outcome], None]
+"""A batch's requests (their tokens, in order), the rows of each, and the batch's outcome."""
 
 
 @dataclass(slots=True)
 class _Item:
-    inputs: dict[str, np.ndarray]
+    payload: Any
+    """The request's inputs, in whatever form ``merge`` takes."""
     rows: int
     key: tuple[Any, ...]
     token: Any
@@ -70,6 +77,13 @@ def _name(part: tuple[Any, ...]) -> str:
     return str(part[0])
 
 
+def concatenate(payloads: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The default ``Merge``: payloads are the inputs themselves, as arrays."""
+    if len(payloads) == 1:
+        return payloads[0]
+    return {name: np.concatenate([p[name] for p in payloads]) for name in payloads[0]}
+
+
 class Batcher:
     def __init__(
         self,
@@ -82,8 +96,10 @@ class Batcher:
         max_queue_bytes: int,
         metrics: Metrics,
         executor: Executor | None,
+        merge: Merge = concatenate,
     ) -> None:
         self._run = run
+        self._merge = merge
         self._deliver = deliver
         self._max_rows = max_batch_size
         self._max_delay = max_delay_s
@@ -103,9 +119,7 @@ class Batcher:
         """A batch is running on the worker thread; the next flush follows its end."""
         self._stopped = False
 
-    def submit(
-        self, inputs: dict[str, np.ndarray], rows: int, key: Any, token: Any, size: int
-    ) -> None:
+    def submit(self, payload: Any, rows: int, key: Any, token: Any, size: int) -> None:
         """Queue one request (``key``: its ``batch_key``, ``size``: its bytes); its outcome goes
         to ``deliver``. One request alone is always queued, whatever its size (the body limit
         bounds it), so that the byte budget can never refuse every request."""
@@ -117,7 +131,7 @@ class Batcher:
             raise errors.Unavailable(
                 f"queue full ({self._bytes} bytes waiting, the budget is {self._max_bytes}); retry"
             )
-        self._queue.append(_Item(inputs, rows, key, token, time.perf_counter(), size))
+        self._queue.append(_Item(payload, rows, key, token, time.perf_counter(), size))
         self._rows += rows
         self._bytes += size
         self._metrics.queue_depth = len(self._queue)
@@ -138,9 +152,11 @@ class Batcher:
             self._pending.cancel()
             self._pending = None
             self._waiting_for_more = False
-        stopping = errors.Unavailable("the server is stopping")
-        while self._queue:
-            self._deliver(self._queue.popleft().token, stopping)
+        queued = list(self._queue)
+        self._queue.clear()
+        if queued:
+            stopping = errors.Unavailable("the server is stopping")
+            self._deliver([i.token for i in queued], [i.rows for i in queued], stopping)
         self._rows = 0
         self._bytes = 0
         self._metrics.queue_depth = 0
@@ -162,21 +178,16 @@ class Batcher:
         self._waiting_for_more = False
         batch = self._take()
         started = time.perf_counter()
-        queue_seconds = self._metrics.queue_seconds
-        for item in batch:
-            queue_seconds.observe(started - item.enqueued)
-        inputs = batch[0].inputs
-        if len(batch) > 1:
-            inputs = {}
-            for name in batch[0].inputs:
-                inputs[name] = np.concatenate([i.inputs[name] for i in batch])
-        if self._executor is None:
-            try:
+        self._metrics.queue_seconds.observe_ages(started, [item.enqueued for item in batch])
+        try:
+            inputs = self._merge([item.payload for item in batch])
+            if self._executor is None:
                 results = self._run(inputs)
-            except Exception as exc:
-                self._finish(batch, started, _backend_error(exc))
-            else:
-                self._finish(batch, started, results)
+        except Exception as exc:
+            self._finish(batch, started, _backend_error(exc))
+            return
+        if self._executor is None:
+            self._finish(batch, started, results)
             return
         self._busy = True
         running = self._loop.run_in_executor(self._executor, self._run, inputs)
@@ -212,9 +223,8 @@ class Batcher:
         return batch
 
     def _finish(self, batch: list[_Item], started: float, outcome: Outcome) -> None:
-        """Hand each request its rows (or its error), then schedule the next batch. A merged
+        """Hand the batch's requests their outcome, then schedule the next batch. A merged
         batch that failed goes back to the head of the queue, each request to run alone."""
-        deliver = self._deliver
         if isinstance(outcome, errors.InferplaneError) and len(batch) > 1 and not self._stopped:
             for item in reversed(batch):
                 item.alone = True
@@ -223,25 +233,18 @@ class Batcher:
                 self._bytes += item.size
             self._metrics.retried += len(batch)
             self._metrics.queue_depth = len(self._queue)
-        elif isinstance(outcome, errors.InferplaneError):
-            for item in batch:
-                deliver(item.token, outcome)
+        elif len(batch) == 1:
+            item = batch[0]
+            if not isinstance(outcome, errors.InferplaneError):
+                self._metrics.compute_seconds.observe(time.perf_counter() - started)
+                self._metrics.batch_size.observe(item.rows)
+            self._deliver([item.token], [item.rows], outcome)
         else:
-            metrics = self._metrics
-            metrics.compute_seconds.observe(time.perf_counter() - started)
-            if len(batch) == 1:
-                metrics.batch_size.observe(batch[0].rows)
-                deliver(batch[0].token, outcome)
-            else:
-                start = 0
-                for item in batch:
-                    end = start + item.rows
-                    own = {}
-                    for name, a in outcome.items():
-                        own[name] = a[start:end]
-                    deliver(item.token, own)
-                    start = end
-                metrics.batch_size.observe(start)
+            rows = [item.rows for item in batch]
+            if not isinstance(outcome, errors.InferplaneError):
+                self._metrics.compute_seconds.observe(time.perf_counter() - started)
+                self._metrics.batch_size.observe(sum(rows))
+            self._deliver([item.token for item in batch], rows, outcome)
         if self._pending is None:
             self._schedule()
 

@@ -8,6 +8,7 @@ Metadata answers are serialized once, when the model is attached.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from inferplane import errors
 from inferplane.api.tensors import TensorSpec
 from inferplane.serving import codecs, protocol
 from inferplane.serving.backends.base import Backend
-from inferplane.serving.batching import Batcher, Outcome, batch_key
+from inferplane.serving.batching import Batcher, Outcome, batch_key, concatenate
 from inferplane.serving.metrics import Metrics
 
 INLINE_BELOW_S = 0.0002
@@ -30,8 +31,9 @@ INLINE_BELOW_S = 0.0002
 Reply = tuple[bytes, int | None]
 """A response body, and its JSON header's length when binary outputs follow it."""
 
-Done = Callable[["Reply | errors.InferplaneError"], None]
-"""Where a request's reply (or error) goes; called exactly once."""
+Answer = Callable[[list[Any], "list[Reply | errors.InferplaneError]"], None]
+"""Where replies go: requests' tokens (given to ``infer``) and each one's reply or error, a
+batch at a time; every request is answered exactly once."""
 
 LAYOUT_CACHE = 256
 """Distinct binary request headers remembered (parsed and validated) before starting over."""
@@ -65,6 +67,8 @@ class BatchSettings:
 class DataPlane:
     def __init__(self, name: str, *, version: str = "1", settings: BatchSettings) -> None:
         self.name = name
+        self.answer: Answer = _unanswered
+        """Where replies go: set once by the transport that serves this plane."""
         self.version = version
         self.settings = settings
         self.metrics = Metrics(name)
@@ -129,6 +133,7 @@ class DataPlane:
                 max_queue_bytes=self.settings.max_queue_bytes,
                 metrics=self.metrics,
                 executor=self._executor,
+                merge=_merge,
             )
         self.backend = backend
 
@@ -152,9 +157,10 @@ class DataPlane:
             raise errors.Unavailable(f"model '{self.name}' is loading")
         return self.model_metadata
 
-    def infer(self, body: bytes, header_length: int | None, done: Done) -> None:
-        """Answer one request: ``done`` gets the response body (and its JSON header's length
-        when binary outputs follow it) or the error, now or once its batch has run.
+    def infer(self, body: bytes, header_length: int | None, token: Any) -> None:
+        """Answer one request: ``answer(token, ...)`` gets the response body (and its JSON
+        header's length when binary outputs follow it) or the error, now or once its batch
+        has run.
 
         A client mistake found while decoding raises here, before anything is queued.
         """
@@ -162,38 +168,60 @@ class DataPlane:
         if backend is None:
             raise errors.Unavailable(f"model '{self.name}' is loading")
         cached = None if header_length is None else self._layouts.get(body[:header_length])
-        if cached is not None and cached[0] == len(body):  # the common case, inline
+        if cached is not None and cached[0] == len(body):  # the common case
             _, request, rows, key = cached
+            if self._batcher is not None:
+                self._batcher.submit((request, body), rows, key, (request, token), len(body))
+                return
             inputs = protocol.from_layout(request, body)
         else:
             request, inputs, rows, key = self._decode(body, header_length)
-        if self._batcher is not None:
-            self._batcher.submit(inputs, rows, key, (request, done), len(body))
-            return
+            if self._batcher is not None:
+                self._batcher.submit(inputs, rows, key, (request, token), len(body))
+                return
         started = time.perf_counter()
+        reply: Reply | errors.InferplaneError
         try:
-            outcome: Outcome = backend.infer(inputs)
-        except errors.InferplaneError as exc:
-            outcome = exc
-        else:
+            outputs = backend.infer(inputs)
             self.metrics.compute_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(rows)
-        self._deliver((request, done), outcome)
-
-    def _deliver(self, token: tuple[protocol.InferRequest, Done], outcome: Outcome) -> None:
-        """A request's outputs (or the error), encoded and handed to ``done``; the batcher calls
-        it with each request's own rows."""
-        request, done = token
-        if isinstance(outcome, errors.InferplaneError):
-            done(outcome)
-            return
-        try:
-            reply: Reply | errors.InferplaneError = protocol.encode_response(
-                self.name, self.version, request, outcome
-            )
+            reply = protocol.encode_response(self.name, self.version, request, outputs)
         except errors.InferplaneError as exc:
             reply = exc
-        done(reply)
+        self.answer([token], [reply])
+
+    def _deliver(
+        self, pairs: list[tuple[protocol.InferRequest, Any]], rows: list[int], outcome: Outcome
+    ) -> None:
+        """A batch's outputs (or its error), encoded per request and answered; the batcher calls
+        it with each request's (request, token) pair and rows."""
+        if len(pairs) == 1:
+            ((request, token),) = pairs
+            reply: Reply | errors.InferplaneError = outcome  # type: ignore[assignment]
+            if not isinstance(outcome, errors.InferplaneError):
+                try:
+                    reply = protocol.encode_response(self.name, self.version, request, outcome)
+                except errors.InferplaneError as exc:
+                    reply = exc
+            self.answer([token], [reply])
+            return
+        tokens = [token for _, token in pairs]
+        replies: list[Reply | errors.InferplaneError]
+        if isinstance(outcome, errors.InferplaneError):
+            replies = [outcome] * len(pairs)
+        else:
+            try:
+                replies = list(
+                    protocol.encode_batch(
+                        self.name, self.version, [r for r, _ in pairs], rows, outcome
+                    )
+                )
+            except errors.InferplaneError:  # one request's own outputs failed to encode
+                for pair, n, start in zip(pairs, rows, _starts(rows), strict=True):
+                    own = {name: a[start : start + n] for name, a in outcome.items()}
+                    self._deliver([pair], [n], own)
+                return
+        self.answer(tokens, replies)
 
     def _decode(
         self, body: bytes, header_length: int | None
@@ -259,6 +287,40 @@ class DataPlane:
                 f"{self.settings.max_batch_size}"
             )
         return rows
+
+
+def _merge(payloads: list[Any]) -> dict[str, np.ndarray]:
+    """The batcher's ``Merge``: a payload is a request's inputs (arrays), or the template of a
+    cached layout and a body (its inputs at the template's places). Bodies of one layout merge
+    by joining their bytes, one array per input, without an array per request."""
+    first = payloads[0]
+    if len(payloads) == 1:
+        return protocol.from_layout(*first) if type(first) is tuple else first
+    if type(first) is tuple:
+        template = first[0]
+        bodies = [body for t, body in payloads if t is template]
+        if len(bodies) == len(payloads):
+            inputs = {}
+            for name, dtype, shape, offset in template.layout:
+                end = offset + dtype.itemsize * math.prod(shape)
+                data = b"".join([body[offset:end] for body in bodies])
+                rows = shape[0] * len(bodies)
+                inputs[name] = np.frombuffer(data, dtype).reshape((rows, *shape[1:]))
+            return inputs
+    return concatenate([p if type(p) is dict else protocol.from_layout(*p) for p in payloads])
+
+
+def _unanswered(tokens: list[Any], replies: list[Reply | errors.InferplaneError]) -> None:
+    raise RuntimeError("DataPlane.answer was not set")
+
+
+def _starts(rows: list[int]) -> list[int]:
+    """Where each request's rows start in a merged batch."""
+    starts, start = [], 0
+    for n in rows:
+        starts.append(start)
+        start += n
+    return starts
 
 
 def _fits(shape: tuple[int, ...], model: tuple[int, ...]) -> bool:

@@ -10,7 +10,7 @@ event loop thread, so no locks are needed.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,6 +43,15 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def observe_ages(self, now: float, starts: Iterable[float]) -> None:
+        """Observe ``now - start`` for each start: one call for a batch of requests."""
+        counts, bounds, total = self.counts, self.bounds, 0.0
+        for start in starts:
+            age = now - start
+            counts[bisect.bisect_left(bounds, age)] += 1
+            total += age
+        self.sum += total
+
     def family_buckets(self) -> list[tuple[str, float]]:
         buckets: list[tuple[str, float]] = []
         total = 0
@@ -72,8 +81,8 @@ class Metrics(Collector):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
-    def count(self, outcome: str) -> None:
-        self.requests[outcome] = self.requests.get(outcome, 0) + 1
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.requests[outcome] = self.requests.get(outcome, 0) + n
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -226,3 +226,51 @@ def encode_response(
     ):
         cache[key] = (header, [n for n, _ in wanted])
     return b"".join([header, *blobs]), len(header)
+
+
+def encode_batch(
+    model: str,
+    version: str,
+    requests: list[InferRequest],
+    rows: list[int],
+    results: dict[str, np.ndarray],
+) -> list[tuple[bytes, int | None]]:
+    """The responses of a merged batch's requests, each to its own rows of ``results`` (request
+    i owns the rows after those of requests 0..i-1).
+
+    A batch of requests of one cached layout costs a slice of one copy of the output each;
+    any other is encoded request by request, from views of its rows.
+    """
+    sliced = _sliced(requests, rows, results)
+    if sliced is not None:
+        return sliced
+    replies = []
+    start = 0
+    for request, n in zip(requests, rows, strict=True):
+        stop = start + n
+        own = {name: a[start:stop] for name, a in results.items()}
+        replies.append(encode_response(model, version, request, own))
+        start = stop
+    return replies
+
+
+def _sliced(
+    requests: list[InferRequest], rows: list[int], results: dict[str, np.ndarray]
+) -> list[tuple[bytes, int | None]] | None:
+    """The common batch, answered with one slice each: requests of one cached layout, each of
+    the same rows, whose one wanted output's header is cached. None: not that batch."""
+    first, n = requests[0], rows[0]
+    cache = first.response_headers
+    if cache is None or n == 0 or rows.count(n) != len(rows):
+        return None
+    if len([r for r in requests if r is first]) != len(requests):
+        return None
+    hit = cache.get(tuple([(a.dtype, (n, *a.shape[1:])) for a in results.values()]))
+    if hit is None or len(hit[1]) != 1:
+        return None
+    header, (name,) = hit
+    output = results[name]
+    blob, size, length = output.tobytes(), output.nbytes // len(requests), len(header)
+    if size == 0:
+        return None
+    return [(header + blob[i : i + size], length) for i in range(0, len(blob), size)]
