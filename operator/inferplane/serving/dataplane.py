@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -177,7 +178,7 @@ class DataPlane:
         else:
             request, inputs, rows, key = self._decode(body, header_length)
             if self._batcher is not None:
-                self._batcher.submit(inputs, rows, key, (request, token), len(body))
+                self._batcher.submit((request, None), rows, key, (request, token), len(body))
                 return
         started = time.perf_counter()
         reply: Reply | errors.InferplaneError
@@ -205,7 +206,7 @@ class DataPlane:
                     reply = exc
             self.answer([token], [reply])
             return
-        tokens = [token for _, token in pairs]
+        tokens = list(map(_second, pairs))
         replies: list[Reply | errors.InferplaneError]
         if isinstance(outcome, errors.InferplaneError):
             replies = [outcome] * len(pairs)
@@ -213,7 +214,7 @@ class DataPlane:
             try:
                 replies = list(
                     protocol.encode_batch(
-                        self.name, self.version, [r for r, _ in pairs], rows, outcome
+                        self.name, self.version, list(map(_first, pairs)), rows, outcome
                     )
                 )
             except errors.InferplaneError:  # one request's own outputs failed to encode
@@ -289,25 +290,25 @@ class DataPlane:
         return rows
 
 
-def _merge(payloads: list[Any]) -> dict[str, np.ndarray]:
-    """The batcher's ``Merge``: a payload is a request's inputs (arrays), or the template of a
+def _merge(payloads: list[tuple[protocol.InferRequest, bytes | None]]) -> dict[str, np.ndarray]:
+    """The batcher's ``Merge``: a payload is a decoded request and None, or the template of a
     cached layout and a body (its inputs at the template's places). Bodies of one layout merge
     by joining their bytes, one array per input, without an array per request."""
-    first = payloads[0]
+    first, body = payloads[0]
     if len(payloads) == 1:
-        return protocol.from_layout(*first) if type(first) is tuple else first
-    if type(first) is tuple:
-        template = first[0]
-        bodies = [body for t, body in payloads if t is template]
-        if len(bodies) == len(payloads):
-            inputs = {}
-            for name, dtype, shape, offset in template.layout:
-                end = offset + dtype.itemsize * math.prod(shape)
-                data = b"".join([body[offset:end] for body in bodies])
-                rows = shape[0] * len(bodies)
-                inputs[name] = np.frombuffer(data, dtype).reshape((rows, *shape[1:]))
-            return inputs
-    return concatenate([p if type(p) is dict else protocol.from_layout(*p) for p in payloads])
+        return first.inputs if body is None else protocol.from_layout(first, body)
+    if body is not None and list(map(_first, payloads)).count(first) == len(payloads):
+        bodies = list(map(_second, payloads))
+        inputs = {}
+        for name, dtype, shape, offset in first.layout or ():
+            end = offset + dtype.itemsize * math.prod(shape)
+            data = b"".join(map(itemgetter(slice(offset, end)), bodies))
+            inputs[name] = np.frombuffer(data, dtype).reshape((shape[0] * len(bodies), *shape[1:]))
+        return inputs
+    return concatenate([r.inputs if b is None else protocol.from_layout(r, b) for r, b in payloads])
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def _unanswered(tokens: list[Any], replies: list[Reply | errors.InferplaneError]) -> None:

@@ -22,9 +22,12 @@ EXTENSIONS = ["binary_tensor_data"]
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class InferRequest:
-    """A decoded inference request: inputs as numpy arrays (views into the body when binary)."""
+    """A decoded inference request: inputs as numpy arrays (views into the body when binary).
+
+    Compared by identity: the template of a cached layout is one object, shared by its
+    requests."""
 
     id: str | None
     inputs: dict[str, np.ndarray]
@@ -263,9 +266,14 @@ def _sliced(
     cache = first.response_headers
     if cache is None or n == 0 or rows.count(n) != len(rows):
         return None
-    if len([r for r in requests if r is first]) != len(requests):
+    if requests.count(first) != len(requests):
         return None
-    hit = cache.get(tuple([(a.dtype, (n, *a.shape[1:])) for a in results.values()]))
+    if len(results) == 1:
+        (only,) = results.values()
+        key: tuple[Any, ...] = ((only.dtype, (n, *only.shape[1:])),)
+    else:
+        key = tuple([(a.dtype, (n, *a.shape[1:])) for a in results.values()])
+    hit = cache.get(key)
     if hit is None or len(hit[1]) != 1:
         return None
     header, (name,) = hit
