@@ -79,3 +79,36 @@ def test_a_failed_merged_batch_is_rerun_request_by_request() -> None:
     assert isinstance(outcomes["bad"], errors.ProtocolError)
     np.testing.assert_array_equal(outcomes["a"]["y"], [[2.0, 2.0]])  # type: ignore[index]
     np.testing.assert_array_equal(outcomes["c"]["y"], [[6.0, 6.0]])  # type: ignore[index]
+
+
+def test_after_a_merged_batch_the_next_waits_one_poll_for_the_clients_it_answered() -> None:
+    """A request queued while the loop polls once more (here: a callback queued behind the
+    flush's scheduling) joins the batch after a merged one; a lone client's never waits."""
+    calls: list[int] = []
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"]}
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        batcher = _batcher(run, {})
+        x = {"x": np.ones((1, 2), np.float32)}
+
+        def submit(token: str) -> None:
+            batcher.submit(x, 1, batch_key(x), token, 8)
+
+        submit("lone")
+        loop.call_soon(submit, "late for the lone one")
+        await asyncio.sleep(0.01)
+        assert calls == [1, 1], "no merged batch yet: each flush ran on the next turn"
+        submit("a")
+        submit("b")
+        await asyncio.sleep(0.01)
+        assert calls[-1] == 2
+        submit("c")
+        loop.call_soon(submit, "d")  # arrives during the extra poll
+        await asyncio.sleep(0.01)
+        assert calls[-1] == 2, f"c and d merged after a merged batch: {calls}"
+
+    asyncio.run(scenario())

@@ -4,7 +4,11 @@
 A flush takes the oldest request and every queued request that agrees with it on all but the
 first dimension, up to ``max_batch_size`` rows. While fewer rows are queued it waits at most
 ``max_delay_s`` (counted from the oldest request's arrival); with no delay it runs on the next
-loop turn, so whatever arrived in the same turn joins. The batch runs either inline on the event
+loop turn, so whatever arrived in the same turn joins. After a batch that merged several
+requests, it first lets the loop poll the sockets once more: the clients just answered are
+sending their next requests, and those join this batch rather than start the next (closed-loop
+clients at c=8: 7.9 requests per batch instead of 4.2, and 20-25 % less CPU per request). A lone
+client's request never waits for that poll. The batch runs either inline on the event
 loop (models that take microseconds: a thread hop would cost more than the model) or on one
 worker thread, while the loop keeps parsing the next requests; one batch runs at a time.
 
@@ -122,6 +126,8 @@ class Batcher:
         """The scheduled flush waits out the delay: a full batch should not."""
         self._busy = False
         """A batch is running on the worker thread; the next flush follows its end."""
+        self._merged = False
+        """The last batch merged several requests: the next flush waits for one more poll."""
         self._stopped = False
 
     def submit(self, payload: Any, rows: int, key: Any, token: Any, size: int) -> None:
@@ -176,12 +182,19 @@ class Batcher:
         if left > 0:
             self._pending = self._loop.call_later(left, self._flush)
         else:
-            self._pending = self._loop.call_soon(self._flush)
+            self._pending = self._loop.call_soon(
+                self._poll_then_flush if self._merged else self._flush
+            )
+
+    def _poll_then_flush(self) -> None:
+        """Flush on the turn after this one, so that the loop polls the sockets in between."""
+        self._pending = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._pending = None
         self._waiting_for_more = False
         batch = self._take()
+        self._merged = len(batch) > 1
         started = time.perf_counter()
         self._metrics.queue_seconds.observe_ages(started, map(_enqueued, batch))
         try:
