@@ -7,10 +7,11 @@ first dimension, up to ``max_batch_size`` rows. While fewer rows are queued it w
 loop turn, so whatever arrived in the same turn joins. After a batch that merged several
 requests, it first lets the loop poll the sockets once more: the clients just answered are
 sending their next requests, and those join this batch rather than start the next (closed-loop
-clients at c=8: 7.9 requests per batch instead of 4.2, and 20-25 % less CPU per request). A lone
-client's request never waits for that poll. The batch runs either inline on the event
-loop (models that take microseconds: a thread hop would cost more than the model) or on one
-worker thread, while the loop keeps parsing the next requests; one batch runs at a time.
+clients at c=8: 7.9 requests per batch instead of 4.2, and about a fifth less CPU per
+request). A lone client's request never waits for that poll. The batch runs either inline on
+the event loop (models that take microseconds: a thread hop would cost more than the model)
+or on one worker thread, while the loop keeps parsing the next requests; one batch runs at a
+time.
 
 No future or task per request: each request carries an opaque token, and a batch's outcome goes
 to ``deliver(tokens, rows, outcome)`` once, for all its requests: the merged outputs, of which
