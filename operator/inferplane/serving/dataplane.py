@@ -181,48 +181,44 @@ class DataPlane:
                 self._batcher.submit((request, None), rows, key, (request, token), len(body))
                 return
         started = time.perf_counter()
-        reply: Reply | errors.InferplaneError
         try:
             outputs = backend.infer(inputs)
-            self.metrics.compute_seconds.observe(time.perf_counter() - started)
-            self.metrics.batch_size.observe(rows)
-            reply = protocol.encode_response(self.name, self.version, request, outputs)
         except errors.InferplaneError as exc:
-            reply = exc
-        self.answer([token], [reply])
+            self.answer([token], [exc])
+            return
+        self.metrics.compute_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(rows)
+        self.answer([token], [self._encode(request, outputs)])
 
     def _deliver(
         self, pairs: list[tuple[protocol.InferRequest, Any]], rows: list[int], outcome: Outcome
     ) -> None:
         """A batch's outputs (or its error), encoded per request and answered; the batcher calls
         it with each request's (request, token) pair and rows."""
-        if len(pairs) == 1:
+        if len(pairs) == 1:  # the common case at low concurrency: no lists to build
             ((request, token),) = pairs
-            reply: Reply | errors.InferplaneError = outcome  # type: ignore[assignment]
-            if not isinstance(outcome, errors.InferplaneError):
-                try:
-                    reply = protocol.encode_response(self.name, self.version, request, outcome)
-                except errors.InferplaneError as exc:
-                    reply = exc
+            reply = (
+                outcome
+                if isinstance(outcome, errors.InferplaneError)
+                else self._encode(request, outcome)
+            )
             self.answer([token], [reply])
             return
-        tokens = list(map(_second, pairs))
         replies: list[Reply | errors.InferplaneError]
         if isinstance(outcome, errors.InferplaneError):
             replies = [outcome] * len(pairs)
         else:
-            try:
-                replies = list(
-                    protocol.encode_batch(
-                        self.name, self.version, list(map(_first, pairs)), rows, outcome
-                    )
-                )
-            except errors.InferplaneError:  # one request's own outputs failed to encode
-                for pair, n, start in zip(pairs, rows, _starts(rows), strict=True):
-                    own = {name: a[start : start + n] for name, a in outcome.items()}
-                    self._deliver([pair], [n], own)
-                return
-        self.answer(tokens, replies)
+            requests = list(map(_first, pairs))
+            replies = protocol.encode_batch(self.name, self.version, requests, rows, outcome)
+        self.answer(list(map(_second, pairs)), replies)
+
+    def _encode(
+        self, request: protocol.InferRequest, outputs: dict[str, np.ndarray]
+    ) -> Reply | errors.InferplaneError:
+        try:
+            return protocol.encode_response(self.name, self.version, request, outputs)
+        except errors.InferplaneError as exc:
+            return exc
 
     def _decode(
         self, body: bytes, header_length: int | None
@@ -313,15 +309,6 @@ _first, _second = itemgetter(0), itemgetter(1)
 
 def _unanswered(tokens: list[Any], replies: list[Reply | errors.InferplaneError]) -> None:
     raise RuntimeError("DataPlane.answer was not set")
-
-
-def _starts(rows: list[int]) -> list[int]:
-    """Where each request's rows start in a merged batch."""
-    starts, start = [], 0
-    for n in rows:
-        starts.append(start)
-        start += n
-    return starts
 
 
 def _fits(shape: tuple[int, ...], model: tuple[int, ...]) -> bool:

@@ -237,9 +237,10 @@ def encode_batch(
     requests: list[InferRequest],
     rows: list[int],
     results: dict[str, np.ndarray],
-) -> list[tuple[bytes, int | None]]:
+) -> list[tuple[bytes, int | None] | errors.InferplaneError]:
     """The responses of a merged batch's requests, each to its own rows of ``results`` (request
-    i owns the rows after those of requests 0..i-1).
+    i owns the rows after those of requests 0..i-1), or the error encoding that request's rows
+    raised: one request's outputs failing to encode fails only that request.
 
     A batch of requests of one cached layout costs a slice of one copy of the output each;
     any other is encoded request by request, from views of its rows.
@@ -247,19 +248,22 @@ def encode_batch(
     sliced = _sliced(requests, rows, results)
     if sliced is not None:
         return sliced
-    replies = []
+    replies: list[tuple[bytes, int | None] | errors.InferplaneError] = []
     start = 0
     for request, n in zip(requests, rows, strict=True):
         stop = start + n
         own = {name: a[start:stop] for name, a in results.items()}
-        replies.append(encode_response(model, version, request, own))
+        try:
+            replies.append(encode_response(model, version, request, own))
+        except errors.InferplaneError as exc:
+            replies.append(exc)
         start = stop
     return replies
 
 
 def _sliced(
     requests: list[InferRequest], rows: list[int], results: dict[str, np.ndarray]
-) -> list[tuple[bytes, int | None]] | None:
+) -> list[tuple[bytes, int | None] | errors.InferplaneError] | None:
     """The common batch, answered with one slice each: requests of one cached layout, each of
     the same rows, whose one wanted output's header is cached. None: not that batch."""
     first, n = requests[0], rows[0]
