@@ -99,6 +99,9 @@ class Watcher(threading.Thread):
                 print(f"watch: poll failed: {exc}", file=sys.stderr)
 
     def poll(self) -> None:
+        # Only models seen Ready by an earlier poll count: one that turns Ready between this
+        # poll's listing of pods and its listing of models had no ready pod when they were listed.
+        served_before = set(self.served)
         nodes = self.cluster.get("nodes")
         schedulable = set()
         for node in nodes:
@@ -119,7 +122,7 @@ class Watcher(threading.Thread):
             status = model.get("status") or {}
             if status.get("phase") in ("Ready", "Degraded"):
                 self.served.add(uid)
-            if uid not in self.served or ready.get(uid, 0) > 0:
+            if uid not in served_before or ready.get(uid, 0) > 0:
                 continue
             classes = [d for d in (status.get("devices") or "").split(",") if d]
             live = [d for d in classes if d in schedulable]

@@ -71,6 +71,7 @@ class Load:
     body: bytes
     ok: int = 0
     failures: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
     _stop: list[threading.Event] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -86,12 +87,15 @@ class Load:
                     if response.status == 200:
                         self.ok += 1
                     else:
-                        self.failures.append(f"{response.status} {text[:200]!r}")
+                        self._fail(f"{response.status} {text[:200]!r}")
             except OSError as exc:
                 with self._lock:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    self._fail(f"{type(exc).__name__}: {exc}")
             finally:
                 conn.close()
+
+    def _fail(self, what: str) -> None:
+        self.failures.append(f"at {time.monotonic() - self.started:.1f} s: {what}")
 
     def resize(self, clients: int) -> None:
         """Run exactly ``clients`` clients (each finishes its request before it stops)."""
@@ -243,6 +247,24 @@ def _ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def _pool_state(cluster: handle.Cluster, namespace: str) -> list[str]:
+    """What a failure needs beside it: each pod's readiness, restarts and start, and the events."""
+    pods = []
+    for pod in _pods(cluster, namespace):
+        containers = pod.get("status", {}).get("containerStatuses") or []
+        restarts = sum(c.get("restartCount", 0) for c in containers)
+        pods.append(
+            f"{pod['metadata']['name']} ready={_ready(pod)} restarts={restarts} "
+            f"created={pod['metadata']['creationTimestamp']}"
+        )
+    events = [
+        f"{e.get('lastTimestamp') or e.get('eventTime')} {e['involvedObject']['name']} "
+        f"{e['reason']}: {e.get('message', '')[:160]}"
+        for e in cluster.get("events", namespace=namespace)
+    ]
+    return pods + events
+
+
 def _served(pod: dict[str, Any]) -> float:
     """The pod's successful inferences, from its own /metrics (the host reaches pod IPs)."""
     url = f"http://{pod['status']['podIP']}:8080/metrics"
@@ -374,7 +396,7 @@ def test_keda_scales_on_requests_in_flight_under_real_load(
             file=sys.stderr,
         )
         assert all(n > 0 for n in grown.values()), grown  # every pod serves: the load spreads
-        assert load.failures == [], load.failures[:10]
+        assert load.failures == [], (load.failures[:10], _pool_state(real_cluster, namespace))
         model = op.get_model(real_cluster, namespace, MODEL)
         signal = [
             c for c in model["status"]["conditions"] if c["type"] == "ScalingSignalUnavailable"
@@ -417,4 +439,4 @@ def test_without_keda_or_custom_metrics_it_scales_on_cpu_and_says_why(scene: Sce
             )
         finally:
             load.resize(0)
-        assert load.failures == [], load.failures[:10]
+        assert load.failures == [], (load.failures[:10], _pool_state(real_cluster, namespace))
