@@ -150,6 +150,31 @@ def test_jobs_are_found_by_name_whoever_owns_them() -> None:
     assert store.owned("ml", "uid-a") == []  # Jobs are not children by owner
 
 
+def test_a_written_jobs_owners_follow_its_latest_answer() -> None:
+    store = _cache()[0]
+    store.wrote(_obj("Job", "convert-x", 3))  # created by model a
+    store.wrote(_obj("Job", "convert-x", 4, owners=("uid-a", "uid-b")))  # b joined
+    assert [_versions(store.jobs_of("ml", u)) for u in ("uid-a", "uid-b")] == [
+        {"convert-x": "4"}
+    ] * 2
+    store.wrote(_obj("Job", "convert-x", 5, owners=("uid-b",)))  # a disowned it
+    assert store.jobs_of("ml", "uid-a") == []
+    assert _versions(store.jobs_of("ml", "uid-b")) == {"convert-x": "5"}
+    store.watched("Job", _obj("Job", "convert-x", 5, owners=("uid-b",)))
+    assert store.written == {} and store.jobs_of("ml", "uid-b") == []  # the index holds it now
+
+
+def test_many_models_writes_stay_apart() -> None:
+    store = _cache()[0]
+    for i in range(50):
+        store.wrote(_obj("Deployment", f"m{i}-cpu", 100 + i, owners=(f"uid-{i}",)))
+        store.wrote(_obj("Service", f"m{i}", 200 + i, owners=(f"uid-{i}",)))
+    assert _versions(store.owned("ml", "uid-7")) == {"m7-cpu": "107", "m7": "207"}
+    store.forget("Service", "ml", "m7")
+    assert _versions(store.owned("ml", "uid-7")) == {"m7-cpu": "107"}
+    assert _versions(store.owned("ml", "uid-8")) == {"m8-cpu": "108", "m8": "208"}
+
+
 def test_versions_that_are_not_numbers_count_as_oldest() -> None:
     assert cache.version({"metadata": {"resourceVersion": "abc"}}) == -1
     assert cache.version({"metadata": {}}) == -1

@@ -27,6 +27,8 @@ OwnerKey = tuple[str, str]
 """(namespace, uid of the owning InferenceModel)."""
 NameKey = tuple[str, str]
 """(namespace, name)."""
+Identity = tuple[str, str, str]
+"""(kind, namespace, name)."""
 Index = Mapping[Any, Collection[Object]]
 """A kopf index (or any mapping of the same shape): key → the values of every object under it."""
 
@@ -95,7 +97,7 @@ OWNER = "owner"
 """Third part of a Job index key by owner (a name key has two)."""
 
 
-def _identity(obj: Object) -> tuple[str, str, str]:
+def _identity(obj: Object) -> Identity:
     meta = obj["metadata"]
     return (obj["kind"], meta.get("namespace", ""), meta["name"])
 
@@ -107,18 +109,18 @@ class Cache:
     children: Mapping[str, Index] = field(default_factory=dict)
     """One index per child kind (kind → index by owner)."""
     jobs: Index = field(default_factory=dict)
-    written: dict[tuple[str, str, str], Object] = field(default_factory=dict)
+    written: dict[Identity, Object] = field(default_factory=dict)
     """(kind, namespace, name) → the API server's answer to our last apply, until watched."""
+    _written_by_owner: dict[OwnerKey, set[Identity]] = field(default_factory=dict)
+    """The same answers by owning model: a reconcile looks up its own, not all of them (with
+    thousands of models the watch lags behind the writes, and a scan per reconcile was
+    quadratic)."""
 
     def owned(self, namespace: str, uid: str) -> list[Object]:
         """Every child of one model, the newer of the watched and the written version."""
         found: dict[tuple[str, str, str], Object] = {}
         watched = [o for index in self.children.values() for o in index.get((namespace, uid), ())]
-        mine = [
-            o
-            for o in self.written.values()
-            if o["kind"] in self.children and (namespace, uid) in owner_keys(o)
-        ]
+        mine = [o for o in self._mine(namespace, uid) if o["kind"] in self.children]
         for obj in [*watched, *mine]:
             kept = found.get(_identity(obj))
             if kept is None or version(obj) > version(kept):
@@ -135,20 +137,24 @@ class Cache:
     def jobs_of(self, namespace: str, uid: str) -> list[Object]:
         """The conversion Jobs one model owns, the newer of the watched and the written copy."""
         watched = {o["metadata"]["name"]: o for o in self.jobs.get((namespace, uid, OWNER), ())}
-        for (kind, space, name), mine in self.written.items():
-            if kind == "Job" and space == namespace and (namespace, uid) in owner_keys(mine):
-                watched.setdefault(name, mine)
+        for mine in self._mine(namespace, uid):
+            if mine["kind"] == "Job":
+                watched.setdefault(mine["metadata"]["name"], mine)
         found = [self.job(namespace, name) for name in watched]
         return [o for o in found if o is not None and (namespace, uid) in owner_keys(o)]
 
     def wrote(self, obj: Object) -> None:
         """Remember the answer to an apply (a slim copy)."""
         entry = slim(obj, obj["apiVersion"], obj["kind"])
-        self.written[_identity(entry)] = entry
+        identity = _identity(entry)
+        self._drop(identity)  # its owners may have changed (a Job another model joined)
+        self.written[identity] = entry
+        for key in owner_keys(entry):
+            self._written_by_owner.setdefault(key, set()).add(identity)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Drop our own copy (after we deleted the object)."""
-        self.written.pop((kind, namespace, name), None)
+        self._drop((kind, namespace, name))
 
     def watched(self, kind: str, obj: Object) -> None:
         """A watch event (also a deletion): our copy is no longer needed once the watch has
@@ -158,7 +164,18 @@ class Cache:
         identity = (kind, meta.get("namespace", ""), meta["name"])
         mine = self.written.get(identity)
         if mine is not None and (version(obj) < 0 or version(obj) >= version(mine)):
-            del self.written[identity]
+            self._drop(identity)
+
+    def _mine(self, namespace: str, uid: str) -> list[Object]:
+        return [self.written[i] for i in self._written_by_owner.get((namespace, uid), ())]
+
+    def _drop(self, identity: Identity) -> None:
+        mine = self.written.pop(identity, None)
+        for key in owner_keys(mine) if mine is not None else ():
+            kept = self._written_by_owner[key]
+            kept.discard(identity)
+            if not kept:
+                del self._written_by_owner[key]
 
 
 def _newest(objects: Iterable[Object]) -> Object | None:
