@@ -298,7 +298,21 @@ def _ready_model(cluster: handle.Cluster, namespace: str, spec: v1alpha1.Inferen
     op.wait_phase(cluster, namespace, MODEL, "Ready", timeout=300)
     service = cluster.get("service", naming.model_service_name(MODEL), namespace=namespace)
     ip: str = service["spec"]["clusterIP"]
+    # Ready says the pods are; kube-proxy programs the Service's endpoints a moment later, and
+    # until then a connection to the ClusterIP is refused (no endpoints: reject). The load
+    # starts once the Service routes.
+    handle.wait_until(
+        lambda: _routes(ip), timeout=60, interval=0.5, what=f"the Service {ip} to route"
+    )
     return ip
+
+
+def _routes(ip: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{ip}/v2/health/ready", timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
