@@ -194,7 +194,7 @@ def serve(
         host=host,
         port=port,
         batching=BatchSettings(
-            max_batch_size=max_batch_size or BatchSettings.max_batch_size,
+            max_batch_size=max_batch_size or BatchSettings().max_batch_size,
             max_queue_delay_s=max_queue_delay_ms / 1000.0,
             max_queue=max_queue,
             max_queue_bytes=max_queue_bytes,
