@@ -111,14 +111,14 @@ class Cache:
     jobs: Index = field(default_factory=dict)
     written: dict[Identity, Object] = field(default_factory=dict)
     """(kind, namespace, name) → the API server's answer to our last apply, until watched."""
-    _written_by_owner: dict[OwnerKey, set[Identity]] = field(default_factory=dict)
+    _written_by_owner: dict[OwnerKey, set[Identity]] = field(default_factory=dict, init=False)
     """The same answers by owning model: a reconcile looks up its own, not all of them (with
     thousands of models the watch lags behind the writes, and a scan per reconcile was
     quadratic)."""
 
     def owned(self, namespace: str, uid: str) -> list[Object]:
         """Every child of one model, the newer of the watched and the written version."""
-        found: dict[tuple[str, str, str], Object] = {}
+        found: dict[Identity, Object] = {}
         watched = [o for index in self.children.values() for o in index.get((namespace, uid), ())]
         mine = [o for o in self._mine(namespace, uid) if o["kind"] in self.children]
         for obj in [*watched, *mine]:
