@@ -23,29 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from tests import models
-from tests.bench import floor
-from tests.bench.request_path import _request_object
+from tests.bench.request_path import _handler, _request_object
 from tests.bench.serving import ROOT, make_request
 
 REQUESTS = 10_000
 
 
 async def _measure(kind: str, model: Path, per_batch: int) -> float:
-    from inferplane.serving import server
-    from inferplane.serving.app import App
-    from inferplane.serving.dataplane import BatchSettings, DataPlane
-
-    plane = DataPlane("small", settings=BatchSettings())
-    backend = server._load(server.resolve(str(model)), plane)
-    plane.attach(backend, load_seconds=0.0)
-    app = App(plane, max_request_bytes=1 << 26)
+    handler = await _handler(kind, model, True)
     request = _request_object(make_request(64, True))
-    first: list[Any] = []
-    app(request, first.append)
-    while not first:
-        await asyncio.sleep(0)
-    offset = int(request.headers[b"inference-header-content-length"])
-    handler = app if kind == "server" else floor.handler(backend, offset, first[0], batched=True)
     answered = [0]
 
     def respond(_: Any) -> None:

@@ -171,7 +171,9 @@ class Cache:
 
     def _drop(self, identity: Identity) -> None:
         mine = self.written.pop(identity, None)
-        for key in owner_keys(mine) if mine is not None else ():
+        if mine is None:
+            return
+        for key in owner_keys(mine):
             kept = self._written_by_owner[key]
             kept.discard(identity)
             if not kept:

@@ -272,12 +272,7 @@ def _sliced(
         return None
     if requests.count(first) != len(requests):
         return None
-    if len(results) == 1:
-        (only,) = results.values()
-        key: tuple[Any, ...] = ((only.dtype, (n, *only.shape[1:])),)
-    else:
-        key = tuple([(a.dtype, (n, *a.shape[1:])) for a in results.values()])
-    hit = cache.get(key)
+    hit = cache.get(tuple([(a.dtype, (n, *a.shape[1:])) for a in results.values()]))
     if hit is None or len(hit[1]) != 1:
         return None
     header, (name,) = hit
