@@ -42,7 +42,7 @@ def _timed_ensure(
 
 def _copy_with_change(into: Path) -> Path:
     root = into / "checkout"
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(build.ROOT / name, root / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
@@ -74,6 +74,9 @@ def main() -> int:
                 start = time.monotonic()
                 base_mod.ensure(build.log_path())
                 print(f"cold base (debootstrap, trim, tar): {time.monotonic() - start:.0f} s")
+                start = time.monotonic()
+                base_mod.ensure(build.log_path(), builder=True)
+                print(f"cold builder base (the same with gcc): {time.monotonic() - start:.0f} s")
                 cold = _timed_ensure(build.ROOT, no_cache=True, names=names)
                 for name, (built, wall) in cold.items():
                     rows[name]["cold"] = (

@@ -2,6 +2,11 @@
 """Serving benchmark: ``inferplane serve`` against its compute and transport limits, side by side.
 
     python -m tests.bench.serving [--duration 3] [--quick] [--model M] [--enc E] [--concurrency C]
+                                  [--baseline DIR] [--python]
+
+The server side runs what the runtime images install: this checkout's compiled build
+(``tests/compiled.py``: the request path compiled with mypyc, built once per source content);
+``--python`` runs the checkout's modules as Python instead.
 
 For each model (small MLP 64-128-10; heavy MLP 2048-2048-2048-10, 32 MB of weights), encoding
 (JSON, binary) and concurrency (1, 8, 32), batch 1 per request, it measures in one run:
@@ -54,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tests import models
+from tests import compiled, models
 from tests.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,11 +317,12 @@ class Proc:
         self.stop()
 
 
-def inferplane(model: Path, *extra: str, checkout: Path | None = None) -> Proc:
-    """The server; ``checkout``: run another revision's (its ``operator/`` on PYTHONPATH)."""
+def inferplane(model: Path, *extra: str, package: Path | None = None) -> Proc:
+    """The server; ``package``: the directory that holds the ``inferplane`` to run (another
+    revision's ``operator/``, or the compiled build of ``tests/compiled.py``)."""
     env = None
-    if checkout is not None:
-        env = {**os.environ, "PYTHONPATH": f"{checkout / 'operator'}:{ROOT}"}
+    if package is not None:
+        env = {**os.environ, "PYTHONPATH": f"{package}:{ROOT}"}
     return Proc([sys.executable, "-m", "inferplane", "serve", str(model), *extra], env)
 
 
@@ -391,16 +397,25 @@ def main() -> None:
         "its server runs as one more side, and the row ends with baseline req/s, p50 and "
         "server / baseline",
     )
+    parser.add_argument(
+        "--python",
+        action="store_true",
+        help="the server side runs this checkout as Python; by default it runs the compiled "
+        "build of it (tests/compiled.py), what the runtime images install",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inferplane-bench-") as tmp:
         run_all(args, Path(tmp))
 
 
 def run_all(args: argparse.Namespace, work: Path) -> None:
+    package = None if args.python else compiled.ensure()
     small = models.mlp_onnx(work / "small.onnx", (64, 128, 10))
     heavy = models.mlp_onnx(work / "heavy.onnx", (2048, 2048, 2048, 10))
     d = args.duration
-    print(f"# machine: {os.cpu_count()} cores, {_cpu_model()}; wrk -t1; {d:.0f} s per run\n")
+    build = "Python (this checkout)" if package is None else f"compiled ({package})"
+    print(f"# machine: {os.cpu_count()} cores, {_cpu_model()}; wrk -t1; {d:.0f} s per run")
+    print(f"# server: {build}\n")
     print(
         f"cold start (serve small.onnx until ready 200, median of 3): {cold_start(small):.2f} s\n"
     )
@@ -437,7 +452,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     for name, mode, path, features, batch, extra, concurrencies in plans:
         if not concurrencies:
             continue
-        server = inferplane(path, *extra)
+        server = inferplane(path, *extra, package=package)
         try:
             for binary in encodings:
                 request = make_request(features, binary)
@@ -450,7 +465,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
                     if binary:
                         sides["floor"] = stack.enter_context(bare(path, request, reply, batch > 1))
                     if args.baseline:
-                        before = inferplane(path, *extra, checkout=args.baseline)
+                        before = inferplane(path, *extra, package=args.baseline / "operator")
                         sides["baseline"] = stack.enter_context(before)
                     for c in concurrencies:
                         row = measure(server, sides, f"/v2/models/{name}/infer", script, c,

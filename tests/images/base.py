@@ -7,6 +7,10 @@ is trimmed (documentation, locales, apt's caches), given the machine's CA bundle
 ``cert =`` line (pip inside a build then trusts what the machine trusts, a proxy's CA included),
 and cached as a tarball keyed by the suite, the package list, the mirror and that bundle. The
 tarball becomes the buildah image ``localhost/inferplane/base:<key>`` (five seconds).
+
+The builder is the same tree with a C compiler and Python's headers (``localhost/inferplane/
+builder:<key>``): the Dockerfiles' ``BUILDER`` stage compiles the server's request path on it
+(``setup.py``), and only the wheel reaches the images.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tests.images import tools
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "libgomp1", "ca-certificates")
+BUILDER_PACKAGES = (*PACKAGES, "gcc", "libc6-dev", "python3-dev")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 TRIM = (
@@ -43,12 +48,14 @@ RECIPE = 1
 
 @dataclass(frozen=True)
 class Base:
+    name: str
+    """``base`` or ``builder``."""
     key: str
     tarball: Path
 
     @property
     def image(self) -> str:
-        return f"localhost/inferplane/base:{self.key}"
+        return f"localhost/inferplane/{self.name}:{self.key}"
 
 
 def mirror() -> str:
@@ -63,9 +70,9 @@ def mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def key(mirror_url: str, ca_bundle: bytes) -> str:
+def key(mirror_url: str, ca_bundle: bytes, packages: tuple[str, ...] = PACKAGES) -> str:
     digest = hashlib.sha256()
-    for part in (SUITE, ",".join(PACKAGES), mirror_url, str(RECIPE)):
+    for part in (SUITE, ",".join(packages), mirror_url, str(RECIPE)):
         digest.update(part.encode() + b"\0")
     digest.update(hashlib.sha256(ca_bundle).digest())
     return digest.hexdigest()[:12]
@@ -75,22 +82,24 @@ def images_dir() -> Path:
     return cache_root() / "images"
 
 
-def ensure(log: Path) -> Base:
-    """The base tarball (built once, under a lock) imported into buildah's storage."""
+def ensure(log: Path, *, builder: bool = False) -> Base:
+    """The base (or the builder) tarball, built once under a lock, imported into buildah's
+    storage."""
     url = mirror()
-    digest = key(url, CA_BUNDLE.read_bytes())
-    base = Base(digest, images_dir() / f"base-{SUITE}-{digest}.tar")
+    name, packages = ("builder", BUILDER_PACKAGES) if builder else ("base", PACKAGES)
+    digest = key(url, CA_BUNDLE.read_bytes(), packages)
+    base = Base(name, digest, images_dir() / f"{name}-{SUITE}-{digest}.tar")
     with locked(images_dir() / ".base.lock"):
         if not base.tarball.is_file():
-            _bootstrap(url, base.tarball, log)
+            _bootstrap(url, base.tarball, packages, log)
         if not tools.image_exists(base.image):
             _import(base, log)
     return base
 
 
-def _bootstrap(url: str, tarball: Path, log: Path) -> None:
+def _bootstrap(url: str, tarball: Path, packages: tuple[str, ...], log: Path) -> None:
     start = time.monotonic()
-    tools.say(f"base: debootstrap {SUITE} from {url} (one time, a few minutes)")
+    tools.say(f"{tarball.name}: debootstrap {SUITE} from {url} (one time, a few minutes)")
     with tempfile.TemporaryDirectory(dir=images_dir(), prefix=".base-") as work:
         rootfs = Path(work) / "rootfs"
         tools.run(
@@ -98,7 +107,7 @@ def _bootstrap(url: str, tarball: Path, log: Path) -> None:
                 *tools.NICE,
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
+                f"--include={','.join(packages)}",
                 SUITE,
                 str(rootfs),
                 url,
@@ -120,7 +129,7 @@ def _bootstrap(url: str, tarball: Path, log: Path) -> None:
             log,
         )
         partial.rename(tarball)
-    tools.say(f"base: {tarball} in {time.monotonic() - start:.0f} s")
+    tools.say(f"{tarball} in {time.monotonic() - start:.0f} s")
 
 
 def _import(base: Base, log: Path) -> None:
@@ -138,7 +147,7 @@ def _import(base: Base, log: Path) -> None:
                 "--cmd",
                 "/bin/bash",
                 "--label",
-                f"org.opencontainers.image.title=inferplane-base-{SUITE}",
+                f"org.opencontainers.image.title=inferplane-{base.name}-{SUITE}",
                 container,
             ],
             log,

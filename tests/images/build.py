@@ -2,7 +2,8 @@
 """Build the runtime images with buildah, cached by content, and export each as an OCI archive.
 
 An image's key digests everything that goes into it: its Dockerfile and build arguments, the
-base, ``constraints.txt``, ``pyproject.toml``, ``README.md`` and every file under ``operator/``.
+base (and the builder base), ``constraints.txt``, ``pyproject.toml``, ``setup.py``, ``README.md``
+and every file under ``operator/``.
 ``$INFERPLANE_CACHE/images/<name>-<key>.oci.tar`` exists only once that exact image was built and
 exported, so a second run with nothing changed builds nothing. Within a build, buildah's layer
 cache (``--layers``) keeps the dependency layers while only the source changed: the Dockerfiles
@@ -59,6 +60,12 @@ class Image:
     def reference(self, registry: str = REGISTRY, tag: str = __version__) -> str:
         suffix = f"-{self.variant}" if self.variant else ""
         return f"{registry.rstrip('/')}/{self.name}:{tag}{suffix}"
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the image installs the compiled server: its Dockerfile has a ``BUILDER``
+        stage (on the builder base here)."""
+        return "\nARG BUILDER=" in self.dockerfile.read_text()
 
     def extras(self) -> list[str]:
         """The extras the Dockerfile installs (``"/src[serve,s3]"``), in its order."""
@@ -151,7 +158,8 @@ def requirements(extras: Sequence[str], pyproject: Path = ROOT / "pyproject.toml
 def source_files(root: Path = ROOT) -> list[Path]:
     """The files the Dockerfiles copy from the checkout (what .dockerignore lets through),
     relative to ``root``."""
-    files = [Path("pyproject.toml"), Path("README.md"), CONSTRAINTS.relative_to(ROOT)]
+    files = [Path(n) for n in ("pyproject.toml", "setup.py", "README.md")]
+    files.append(CONSTRAINTS.relative_to(ROOT))
     for directory, subdirs, names in os.walk(root / "operator"):
         subdirs[:] = sorted(
             d for d in subdirs if d != "__pycache__" and not d.endswith(".egg-info")
@@ -230,11 +238,14 @@ def bud_command(
     *,
     root: Path = ROOT,
     no_cache: bool = False,
+    builder_image: str | None = None,
 ) -> list[str]:
-    """The buildah command line that builds ``image`` on ``base_image`` from the wheel cache,
-    with the checkout ``root`` as context (``no_cache``: no layer of an earlier build)."""
+    """The buildah command line that builds ``image`` on ``base_image`` (its compiling stage on
+    ``builder_image``) from the wheel cache, with the checkout ``root`` as context
+    (``no_cache``: no layer of an earlier build)."""
     args = {
         "BASE": base_image,
+        **({"BUILDER": builder_image} if builder_image else {}),
         "PIP_FIND_LINKS": "/wheels",
         "PIP_NO_INDEX": "1",
         **image.build_args,
@@ -262,7 +273,12 @@ def bud_command(
 
 
 def _build(
-    image: Image, base: base_mod.Base, key: str, log: Path, root: Path, no_cache: bool
+    image: Image,
+    bases: tuple[base_mod.Base, base_mod.Base | None],
+    key: str,
+    log: Path,
+    root: Path,
+    no_cache: bool,
 ) -> Built:
     archive = archive_path(image.name, key)
     reference = image.reference()
@@ -271,7 +287,15 @@ def _build(
     if no_cache or not tools.image_exists(local):
         ensure_wheels(image.extras(), log)
         tools.say(f"{image.name}: building {reference} (key {key})")
-        command = bud_command(image, base.image, [local, reference], root=root, no_cache=no_cache)
+        base, builder = bases
+        command = bud_command(
+            image,
+            base.image,
+            [local, reference],
+            root=root,
+            no_cache=no_cache,
+            builder_image=builder.image if builder else None,
+        )
         tools.run(command, log)
     else:
         tools.run(["buildah", "tag", local, reference], log)
@@ -361,11 +385,13 @@ def ensure(
     result: dict[str, Built] = {}
     with locked(images_dir() / ".build.lock"):
         base = base_mod.ensure(log)
-        for name in [n for n in IMAGES if n in names]:
-            image = IMAGES[name]
-            key = image_key(image, base.key, root)
+        wanted = [IMAGES[n] for n in IMAGES if n in names]
+        builder = base_mod.ensure(log, builder=True) if any(i.compiled for i in wanted) else None
+        for image in wanted:
+            own = builder if image.compiled else None
+            key = image_key(image, base.key + (f"+{own.key}" if own else ""), root)
             cached = None if no_cache else _cached(image, key)
-            result[name] = cached or _build(image, base, key, log, root, no_cache)
+            result[image.name] = cached or _build(image, (base, own), key, log, root, no_cache)
     return result
 
 

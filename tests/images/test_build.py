@@ -44,7 +44,7 @@ def copy_of_checkout(tmp_path: Path) -> Path:
         ROOT / "operator", root / "operator", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copytree(ROOT / "runtime-images", root / "runtime-images")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, root / name)
     return root
 
@@ -63,19 +63,29 @@ def test_key_follows_the_content(tmp_path: Path) -> None:
     assert build.image_key(cpu, "base1", root) == first
     keys = {first}
     for changed in ("operator/inferplane/cli.py", "runtime-images/cpu/Dockerfile",
-                    "runtime-images/constraints.txt", "pyproject.toml"):  # fmt: skip
+                    "runtime-images/constraints.txt", "pyproject.toml", "setup.py"):  # fmt: skip
         path = root / changed
         path.write_text(path.read_text() + "\n# changed\n")
         keys.add(build.image_key(cpu, "base1", root))
-    assert len(keys) == 5, "each change makes a new key"
+    assert len(keys) == 6, "each change makes a new key"
 
 
 def test_bud_command_builds_offline_on_the_local_base() -> None:
-    command = build.bud_command(build.IMAGES["mindspore"], "localhost/inferplane/base:k", ["a:1"])
+    command = build.bud_command(
+        build.IMAGES["mindspore"],
+        "localhost/inferplane/base:k",
+        ["a:1"],
+        builder_image="localhost/inferplane/builder:b",
+    )
     assert command[:3] == ["nice", "-n", "10"]
     assert "--layers" in command and "--pull=never" in command
     joined = " ".join(command)
-    for arg in ("BASE=localhost/inferplane/base:k", "PIP_NO_INDEX=1", "PIP_FIND_LINKS=/wheels"):
+    for arg in (
+        "BASE=localhost/inferplane/base:k",
+        "BUILDER=localhost/inferplane/builder:b",
+        "PIP_NO_INDEX=1",
+        "PIP_FIND_LINKS=/wheels",
+    ):
         assert f"--build-arg {arg}" in joined
     assert "--build-arg DEVICE=cpu" in joined
     assert f"{build.wheels_dir()}:/wheels:ro" in command

@@ -74,6 +74,15 @@ def infer(port: int, model: str, name: str, x: np.ndarray) -> np.ndarray:
     return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
 
 
+def build_info(port: int) -> str:
+    """The ``inferplane_build_info`` sample of the server's ``/metrics``: the compiled build
+    (setup.py, the Dockerfiles' ``wheel`` stage) must be what the image runs."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    (line,) = [x for x in text.splitlines() if x.startswith("inferplane_build_info{")]
+    return line
+
+
 def serve(
     image: str, args: list[str], check: Callable[[int], None], **kwargs: Any
 ) -> container.Running:
@@ -95,6 +104,7 @@ def test_cpu_image_serves_onnx(mlp_onnx: Path, tmp_path: Path) -> None:
     def check(port: int) -> None:
         got = infer(port, "mlp", "x", x)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        assert 'compiled="true"' in build_info(port)
 
     serve(image, [f"/model/{model.name}"], check, mounts={"/model": model.parent})
 
@@ -168,6 +178,7 @@ def test_mindspore_image_converts_and_serves_lenet(lenet_checkpoint: Path, tmp_p
     def check(port: int) -> None:
         got = infer(port, "lenet", "x", x)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+        assert 'compiled="true"' in build_info(port)
 
     serve(
         image,

@@ -344,6 +344,15 @@ def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
 # ---- what makes them build without Docker Hub ---------------------------------------------------
 
 
+def _source(doc: Dockerfile, copy: str) -> bool:
+    """Whether a COPY brings the source: ``operator/`` itself, or what a stage built from it."""
+    match = re.search(r"--from=(\S+)", copy)
+    if match is None:
+        return "operator " in copy
+    stage = doc.stage(match.group(1))
+    return stage is not None and any("operator " in arg for arg in stage.all("COPY"))
+
+
 def portability_problems(path: Path) -> list[str]:
     """What would stop ``path`` building without Docker Hub, or rebuild more than the source
     layers after a source change."""
@@ -358,7 +367,7 @@ def portability_problems(path: Path) -> list[str]:
         if chain[-1].base not in ("${BASE}", "$BASE"):
             problems.append(f"the image starts from {chain[-1].base}, not ${{BASE}}")
         steps = [(kw, arg) for stage in reversed(chain) for kw, arg in stage.instructions]
-        sources = [i for i, (kw, arg) in enumerate(steps) if kw == "COPY" and "operator " in arg]
+        sources = [i for i, (kw, arg) in enumerate(steps) if kw == "COPY" and _source(doc, arg)]
         deps = [i for i, (kw, arg) in enumerate(steps) if kw == "RUN" and '"/src[' in arg]
         if not sources or not deps or max(deps) > min(sources):
             problems.append("operator/ is not copied after the dependencies are installed")
@@ -412,3 +421,28 @@ def test_portability_check_catches_what_fails_here(tmp_path: Path) -> None:
         "stage tensorrt names nvcr.io",
     ):
         assert fault in problems, (fault, problems)
+
+
+SERVERS = ("cpu", "mindspore", "nvidia", "ascend", "edge")
+"""The images that run ``inferplane serve``; the operator image serves no model."""
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_servers_install_the_compiled_request_path(name: str) -> None:
+    """Each variant installs the wheel a builder stage compiled (``INFERPLANE_MYPYC=1``, see
+    setup.py), and no compiler reaches the image: only the wheel is copied from that stage."""
+    doc = dockerfile(name)
+    assert "BUILDER" in doc.global_args, f"{name}: no ARG BUILDER"
+    for chain in final_variants(doc):
+        copied = [arg for stage in chain for arg in stage.all("COPY") if "--from=" in arg]
+        builders = []
+        for arg in copied:
+            stage = doc.stage(re.search(r"--from=(\S+)", arg).group(1))  # type: ignore[union-attr]
+            runs = stage.all("RUN") if stage is not None else []
+            if any("INFERPLANE_MYPYC=1" in run and "pip wheel" in run for run in runs):
+                assert stage is not None and stage.base in ("${BUILDER}", "$BUILDER")
+                assert arg.split()[1:] == ["/dist", "/src/dist"], f"{name}: COPY {arg}"
+                builders.append(stage)
+        assert builders, f"{name}: no variant installs a compiled wheel"
+        installs = [run for stage in chain for run in stage.all("RUN") if ".whl" in run]
+        assert any("--no-deps" in run and "/src/dist/" in run for run in installs), installs

@@ -19,7 +19,9 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
-from prometheus_client.registry import Collector
+
+from inferplane import __version__
+from inferplane.serving import compiled
 
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -62,8 +64,10 @@ class Histogram:
         return buckets
 
 
-class Metrics(Collector):
-    """The server's metrics for one model."""
+class Metrics:
+    """The server's metrics for one model: a collector of its own registry (which only calls
+    ``collect``). It derives from no class of prometheus_client: compiled (setup.py), a class
+    whose base mypyc sees as Any breaks at run time."""
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -88,6 +92,13 @@ class Metrics(Collector):
         return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Any]:
+        info = GaugeMetricFamily(
+            "inferplane_build_info",
+            "The server's version, and whether its request path is compiled (mypyc); always 1.",
+            labels=["version", "compiled"],
+        )
+        info.add_metric([__version__, str(compiled()).lower()], 1)
+        yield info
         labels = ["model"]
         requests = CounterMetricFamily(
             "inferplane_requests", "Inference requests by outcome.", labels=["model", "outcome"]

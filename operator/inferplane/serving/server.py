@@ -36,6 +36,7 @@ from inferplane import errors
 from inferplane.api.tensors import TensorSpec
 from inferplane.artifacts.manifest import MANIFEST_NAME, ArtifactManifest
 from inferplane.devices import BACKEND_FOR_FORMAT, ArtifactFormat, BackendName, DeviceClass
+from inferplane.serving import compiled
 from inferplane.serving.app import App
 from inferplane.serving.backends.base import Backend, ModelFiles
 from inferplane.serving.dataplane import BatchSettings, DataPlane
@@ -330,9 +331,10 @@ async def _main(
                 if plane.batchable
                 else "batching off"
             )
+            path = "compiled request path" if compiled() else "request path in Python"
             print(
                 f"inferplane: model '{served_name}' ready at {url} "
-                f"({backend.platform}, {batching})",
+                f"({backend.platform}, {batching}, {path})",
                 file=sys.stderr,
                 flush=True,
             )
