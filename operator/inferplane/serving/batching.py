@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -65,10 +64,6 @@ class _Item:
     """The request's bytes (its body), counted against the queue's byte budget."""
     alone: bool = False
     """Run unmerged: its merged batch failed, and it is re-run alone to find the culprit."""
-
-
-_token, _rows, _payload, _enqueued = map(attrgetter, ("token", "rows", "payload", "enqueued"))
-"""An item's fields, for ``map``: no Python frame per item, as a comprehension has."""
 
 
 def batch_key(inputs: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -168,7 +163,7 @@ class Batcher:
         self._queue.clear()
         if queued:
             stopping = errors.Unavailable("the server is stopping")
-            self._deliver(list(map(_token, queued)), list(map(_rows, queued)), stopping)
+            self._deliver([i.token for i in queued], [i.rows for i in queued], stopping)
         self._rows = 0
         self._bytes = 0
         self._metrics.queue_depth = 0
@@ -197,9 +192,9 @@ class Batcher:
         batch = self._take()
         self._merged = len(batch) > 1
         started = time.perf_counter()
-        self._metrics.queue_seconds.observe_ages(started, map(_enqueued, batch))
+        self._metrics.queue_seconds.observe_ages(started, [i.enqueued for i in batch])
         try:
-            inputs = self._merge(list(map(_payload, batch)))
+            inputs = self._merge([i.payload for i in batch])
             if self._executor is None:
                 results = self._run(inputs)
         except Exception as exc:
@@ -259,11 +254,11 @@ class Batcher:
                 self._metrics.batch_size.observe(item.rows)
             self._deliver([item.token], [item.rows], outcome)
         else:
-            rows = list(map(_rows, batch))
+            rows = [i.rows for i in batch]
             if not isinstance(outcome, errors.InferplaneError):
                 self._metrics.compute_seconds.observe(time.perf_counter() - started)
                 self._metrics.batch_size.observe(sum(rows))
-            self._deliver(list(map(_token, batch)), rows, outcome)
+            self._deliver([i.token for i in batch], rows, outcome)
         if self._pending is None:
             self._schedule()
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -208,9 +207,9 @@ class DataPlane:
         if isinstance(outcome, errors.InferplaneError):
             replies = [outcome] * len(pairs)
         else:
-            requests = list(map(_first, pairs))
+            requests = [p[0] for p in pairs]
             replies = protocol.encode_batch(self.name, self.version, requests, rows, outcome)
-        self.answer(list(map(_second, pairs)), replies)
+        self.answer([p[1] for p in pairs], replies)
 
     def _encode(
         self, request: protocol.InferRequest, outputs: dict[str, np.ndarray]
@@ -293,18 +292,15 @@ def _merge(payloads: list[tuple[protocol.InferRequest, bytes | None]]) -> dict[s
     first, body = payloads[0]
     if len(payloads) == 1:
         return first.inputs if body is None else protocol.from_layout(first, body)
-    if body is not None and list(map(_first, payloads)).count(first) == len(payloads):
-        bodies = list(map(_second, payloads))
+    if body is not None and all(r is first and b is not None for r, b in payloads):
+        bodies = [b for _, b in payloads if b is not None]
         inputs = {}
         for name, dtype, shape, offset in first.layout or ():
             end = offset + dtype.itemsize * math.prod(shape)
-            data = b"".join(map(itemgetter(slice(offset, end)), bodies))
+            data = b"".join([b[offset:end] for b in bodies])
             inputs[name] = np.frombuffer(data, dtype).reshape((shape[0] * len(bodies), *shape[1:]))
         return inputs
     return concatenate([r.inputs if b is None else protocol.from_layout(r, b) for r, b in payloads])
-
-
-_first, _second = itemgetter(0), itemgetter(1)
 
 
 def _unanswered(tokens: list[Any], replies: list[Reply | errors.InferplaneError]) -> None:

@@ -10,7 +10,7 @@ event loop thread, so no locks are needed.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -45,7 +45,7 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.sum += value
 
-    def observe_ages(self, now: float, starts: Iterable[float]) -> None:
+    def observe_ages(self, now: float, starts: list[float]) -> None:
         """Observe ``now - start`` for each start: one call for a batch of requests."""
         counts, bounds, total = self.counts, self.bounds, 0.0
         for start in starts:
