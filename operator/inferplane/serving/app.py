@@ -11,7 +11,8 @@ that waits for the batcher or the worker thread is answered from the batcher's c
 from __future__ import annotations
 
 import logging
-import time
+from time import perf_counter
+from typing import Final
 
 from inferplane import errors
 from inferplane.serving import metrics as metrics_module
@@ -22,13 +23,15 @@ from inferplane.serving.http import Request, Respond, Response
 
 log = logging.getLogger("inferplane.serving")
 
-OCTETS = b"application/octet-stream"
-_LIVE = Response(200, b'{"live":true}')
-_READY = Response(200, b'{"ready":true}')
-_METRICS_TYPE = metrics_module.CONTENT_TYPE.encode()
+OCTETS: Final = b"application/octet-stream"
+_LIVE: Final = Response(200, b'{"live":true}')
+_READY: Final = Response(200, b'{"ready":true}')
+_METRICS_TYPE: Final = metrics_module.CONTENT_TYPE.encode()
 
 # Route kinds.
-_INFER, _MODEL_META, _MODEL_READY = 1, 2, 3
+_INFER: Final = 1
+_MODEL_META: Final = 2
+_MODEL_READY: Final = 3
 
 
 def status_of(exc: errors.InferplaneError) -> int:
@@ -108,7 +111,7 @@ class App:
         raise errors.ModelNotFound(f"no route {path}")
 
     def _infer(self, request: Request, respond: Respond) -> None:
-        token = (time.perf_counter(), respond)
+        token = (perf_counter(), respond)
         plane = self.dataplane
         plane.metrics.in_flight += 1
         try:
@@ -140,7 +143,7 @@ class App:
         metrics = self.dataplane.metrics
         metrics.in_flight -= len(tokens)
         observe = metrics.request_seconds.observe
-        now = time.perf_counter()
+        now = perf_counter()
         succeeded = 0
         for (started, respond), result in zip(tokens, results):  # noqa: B905 (equal lengths)
             observe(now - started)
@@ -170,17 +173,17 @@ def _length_line(json_length: int) -> bytes:
     return line
 
 
-LENGTH_LINES = 1024
+LENGTH_LINES: Final = 1024
 """Distinct ``inference-header-content-length`` lines kept formatted (the JSON header of a
 binary answer has few lengths: those of the layouts clients send)."""
 
-_LENGTH_LINES: dict[int, bytes] = {}
+_LENGTH_LINES: Final[dict[int, bytes]] = {}
 
 
-_INTERNAL = errors.BackendError("internal error; see the server log")
+_INTERNAL: Final = errors.BackendError("internal error; see the server log")
 """What the client gets for an unexpected exception (logged with its trace where caught)."""
 
-_OUTCOMES = {400: "client_error", 404: "not_found", 413: "too_large", 503: "unavailable"}
+_OUTCOMES: Final = {400: "client_error", 404: "not_found", 413: "too_large", 503: "unavailable"}
 
 
 def _not_ready(plane: DataPlane) -> errors.Unavailable:

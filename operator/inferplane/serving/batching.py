@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -52,18 +51,26 @@ Deliver = Callable[[list[Any], list[int], Outcome], None]
 """A batch's requests (their tokens, in order), the rows of each, and the batch's outcome."""
 
 
-@dataclass(slots=True)
 class _Item:
-    payload: Any
-    """The request's inputs, in whatever form ``merge`` takes."""
-    rows: int
-    key: tuple[Any, ...]
-    token: Any
-    enqueued: float
-    size: int
-    """The request's bytes (its body), counted against the queue's byte budget."""
-    alone: bool = False
-    """Run unmerged: its merged batch failed, and it is re-run alone to find the culprit."""
+    """One queued request. A plain class, not a dataclass: compiled (setup.py), a dataclass is
+    a Python class again (eight times the cost of building one) and its fields are Python
+    attribute lookups."""
+
+    __slots__ = ("alone", "enqueued", "key", "payload", "rows", "size", "token")
+
+    def __init__(
+        self, payload: Any, rows: int, key: tuple[Any, ...], token: Any, enqueued: float, size: int
+    ) -> None:
+        self.payload = payload
+        """The request's inputs, in whatever form ``merge`` takes."""
+        self.rows = rows
+        self.key = key
+        self.token = token
+        self.enqueued = enqueued
+        self.size = size
+        """The request's bytes (its body), counted against the queue's byte budget."""
+        self.alone = False
+        """Run unmerged: its merged batch failed, and it is re-run alone to find the culprit."""
 
 
 def batch_key(inputs: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -138,7 +145,7 @@ class Batcher:
             raise errors.Unavailable(
                 f"queue full ({self._bytes} bytes waiting, the budget is {self._max_bytes}); retry"
             )
-        self._queue.append(_Item(payload, rows, key, token, time.perf_counter(), size))
+        self._queue.append(_Item(payload, rows, key, token, perf_counter(), size))
         self._rows += rows
         self._bytes += size
         self._metrics.queue_depth = len(self._queue)
@@ -173,7 +180,7 @@ class Batcher:
             return
         left = 0.0
         if self._max_delay > 0 and self._rows < self._max_rows:
-            left = self._queue[0].enqueued + self._max_delay - time.perf_counter()
+            left = self._queue[0].enqueued + self._max_delay - perf_counter()
         self._waiting_for_more = left > 0
         if left > 0:
             self._pending = self._loop.call_later(left, self._flush)
@@ -191,7 +198,7 @@ class Batcher:
         self._waiting_for_more = False
         batch = self._take()
         self._merged = len(batch) > 1
-        started = time.perf_counter()
+        started = perf_counter()
         self._metrics.queue_seconds.observe_ages(started, [i.enqueued for i in batch])
         try:
             inputs = self._merge([i.payload for i in batch])
@@ -250,13 +257,13 @@ class Batcher:
         elif len(batch) == 1:
             item = batch[0]
             if not isinstance(outcome, errors.InferplaneError):
-                self._metrics.compute_seconds.observe(time.perf_counter() - started)
+                self._metrics.compute_seconds.observe(perf_counter() - started)
                 self._metrics.batch_size.observe(item.rows)
             self._deliver([item.token], [item.rows], outcome)
         else:
             rows = [i.rows for i in batch]
             if not isinstance(outcome, errors.InferplaneError):
-                self._metrics.compute_seconds.observe(time.perf_counter() - started)
+                self._metrics.compute_seconds.observe(perf_counter() - started)
                 self._metrics.batch_size.observe(sum(rows))
             self._deliver([i.token for i in batch], rows, outcome)
         if self._pending is None:

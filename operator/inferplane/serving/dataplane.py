@@ -7,13 +7,12 @@ Metadata answers are serialized once, when the model is attached.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from time import perf_counter
+from typing import Any, Final
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from inferplane.serving.backends.base import Backend
 from inferplane.serving.batching import Batcher, Outcome, batch_key, concatenate
 from inferplane.serving.metrics import Metrics
 
-INLINE_BELOW_S = 0.0002
+INLINE_BELOW_S: Final = 0.0002
 """Models whose warm-up run is faster than this run on the event loop thread itself."""
 
 
@@ -35,13 +34,13 @@ Answer = Callable[[list[Any], "list[Reply | errors.InferplaneError]"], None]
 """Where replies go: requests' tokens (given to ``infer``) and each one's reply or error, a
 batch at a time; every request is answered exactly once."""
 
-LAYOUT_CACHE = 256
+LAYOUT_CACHE: Final = 256
 """Distinct binary request headers remembered (parsed and validated) before starting over."""
 
-LAYOUT_CACHE_BYTES = 256 << 10
+LAYOUT_CACHE_BYTES: Final = 256 << 10
 """The layout cache's byte budget (its keys, the JSON headers, summed): past it, it starts over."""
 
-LAYOUT_HEADER_MAX = 4096
+LAYOUT_HEADER_MAX: Final = 4096
 """Only JSON headers up to this size are cached: a layout is names, datatypes, shapes and
 sizes; a larger header carries request data, which the cache must not keep."""
 
@@ -179,13 +178,13 @@ class DataPlane:
             if self._batcher is not None:
                 self._batcher.submit((request, None), rows, key, (request, token), len(body))
                 return
-        started = time.perf_counter()
+        started = perf_counter()
         try:
             outputs = backend.infer(inputs)
         except errors.InferplaneError as exc:
             self.answer([token], [exc])
             return
-        self.metrics.compute_seconds.observe(time.perf_counter() - started)
+        self.metrics.compute_seconds.observe(perf_counter() - started)
         self.metrics.batch_size.observe(rows)
         self.answer([token], [self._encode(request, outputs)])
 
@@ -239,7 +238,7 @@ class DataPlane:
                 self._layouts.clear()
                 self._layout_bytes = 0
             request.response_headers = {}
-            template = dataclasses.replace(request, inputs={})  # keep no body alive
+            template = request.template()
             self._layouts[body[:header_length]] = (len(body), template, rows, key)
             self._layout_bytes += header_length  # type: ignore[operator]
         return request, request.inputs, rows, key
@@ -320,11 +319,11 @@ def _fits(shape: tuple[int, ...], model: tuple[int, ...]) -> bool:
 def _fastest_run(run: Callable[[], object], *, runs: int = 20, budget_s: float = 0.05) -> float:
     """The fastest of up to ``runs`` calls (within ``budget_s``): robust on a busy machine."""
     best = float("inf")
-    deadline = time.perf_counter() + budget_s
+    deadline = perf_counter() + budget_s
     for _ in range(runs):
-        started = time.perf_counter()
+        started = perf_counter()
         run()
-        best = min(best, time.perf_counter() - started)
+        best = min(best, perf_counter() - started)
         if started > deadline:
             break
     return best
@@ -353,7 +352,7 @@ def _is_layout(request: protocol.InferRequest, header_length: int | None) -> boo
     )
 
 
-_LAYOUT_PARAMETERS = {"binary_data_output"}
+_LAYOUT_PARAMETERS: Final = {"binary_data_output"}
 """Request parameters that are part of a layout (they choose the answer's form)."""
 
 

@@ -1,14 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """The Open Inference Protocol (KServe V2) REST messages: parsing requests, building responses.
 
-Plain dicts and slotted dataclasses rather than pydantic models: this is the per-request path,
+Plain dicts and slotted classes rather than pydantic models: this is the per-request path,
 and validating a request costs a few microseconds here instead of tens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import orjson
@@ -17,36 +16,58 @@ from inferplane import __version__, errors
 from inferplane.api.tensors import TensorSpec
 from inferplane.serving import codecs
 
-SERVER_NAME = "inferplane"
+SERVER_NAME: Final = "inferplane"
 EXTENSIONS = ["binary_tensor_data"]
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass(slots=True, eq=False)
 class InferRequest:
     """A decoded inference request: inputs as numpy arrays (views into the body when binary).
 
     Compared by identity: the template of a cached layout is one object, shared by its
-    requests."""
+    requests. A plain class, not a dataclass: compiled (setup.py), a dataclass is a Python
+    class again and every field read a Python attribute lookup."""
 
-    id: str | None
-    inputs: dict[str, np.ndarray]
-    outputs: list[tuple[str, bool]] | None
-    """Requested outputs with whether each is wanted as binary; None means all."""
-    binary_output: bool
-    """The request-level ``binary_data_output`` default."""
-    parameters: dict[str, Any] | None
-    """Request parameters, accepted and passed through (none changes the computation)."""
-    layout: list[tuple[str, np.dtype[Any], tuple[int, ...], int]] | None = None
-    """(name, dtype, shape, offset) of each input when all are numeric and binary: then
-    any body with the same JSON header decodes with ``from_layout``, no parsing."""
-    response_headers: dict[tuple[Any, ...], tuple[bytes, list[str]]] | None = None
-    """Response JSON headers already encoded for requests with this JSON header (so the same
-    id and requested outputs), by the outputs' dtypes and shapes; shared by the requests of one
-    layout. None: not cached."""
+    __slots__ = (
+        "binary_output", "id", "inputs", "layout", "outputs", "parameters", "response_headers"
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        id: str | None,
+        inputs: dict[str, np.ndarray],
+        outputs: list[tuple[str, bool]] | None,
+        binary_output: bool,
+        parameters: dict[str, Any] | None,
+        layout: list[tuple[str, np.dtype[Any], tuple[int, ...], int]] | None = None,
+    ) -> None:
+        self.id = id
+        self.inputs = inputs
+        self.outputs = outputs
+        """Requested outputs with whether each is wanted as binary; None means all."""
+        self.binary_output = binary_output
+        """The request-level ``binary_data_output`` default."""
+        self.parameters = parameters
+        """Request parameters, accepted and passed through (none changes the computation)."""
+        self.layout = layout
+        """(name, dtype, shape, offset) of each input when all are numeric and binary: then
+        any body with the same JSON header decodes with ``from_layout``, no parsing."""
+        self.response_headers: dict[tuple[Any, ...], tuple[bytes, list[str]]] | None = None
+        """Response JSON headers already encoded for requests with this JSON header (so the
+        same id and requested outputs), by the outputs' dtypes and shapes; shared by the
+        requests of one layout. None: not cached."""
+
+    def template(self) -> InferRequest:
+        """This request without its inputs (so it keeps no body alive), sharing its cache of
+        response headers: what a cached layout keeps."""
+        copy = InferRequest(
+            self.id, {}, self.outputs, self.binary_output, self.parameters, self.layout
+        )
+        copy.response_headers = self.response_headers
+        return copy
 
 
-RESPONSE_HEADERS = 16
+RESPONSE_HEADERS: Final = 16
 """Distinct output shapes whose response header one cached request layout remembers."""
 
 
