@@ -30,7 +30,9 @@ from tests.images.build import source_files
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEP = 3
-"""Builds kept besides the newest (other checkouts on the machine may be using them)."""
+"""Builds kept besides the newest; one younger than ``KEEP_S`` is kept whatever their number
+(another checkout's test run may be using it)."""
+KEEP_S = 4 * 3600
 
 
 def key(root: Path = ROOT) -> str:
@@ -93,7 +95,8 @@ def _prune(newest: Path) -> None:
         reverse=True,
     )
     for stale in builds[KEEP:]:
-        shutil.rmtree(stale, ignore_errors=True)
+        if time.time() - stale.stat().st_mtime > KEEP_S:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 if __name__ == "__main__":

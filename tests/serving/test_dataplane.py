@@ -54,6 +54,44 @@ def test_only_pure_layouts_key_the_layout_cache() -> None:
     assert plane._layout_bytes == len(header())
 
 
+def test_a_repeated_layout_is_matched_by_all_its_bytes() -> None:
+    """The last layout found is matched in place (no slice, no hash): two layouts whose headers
+    and bodies have the same lengths, interleaved, must each be answered as their own (one
+    asks for a binary answer, the other for JSON)."""
+    plane = DataPlane("m", settings=BatchSettings())
+    plane.attach(_Echo(), load_seconds=0.0)
+    answers: dict[object, object] = {}
+    plane.answer = lambda tokens, replies: answers.update(zip(tokens, replies, strict=True))
+
+    def header(binary: str) -> bytes:
+        tensor = {"name": "x", "datatype": "FP32", "shape": [2, 2],
+                  "parameters": {"binary_data_size": 16}}  # fmt: skip
+        return (
+            json.dumps({"inputs": [tensor], "parameters": {"binary_data_output": "@"}})
+            .encode()
+            .replace(b'"@"', binary.encode())
+        )
+
+    binary, text = header(" true"), header("false")
+    assert len(binary) == len(text)
+    sent = {}
+    for i, h in enumerate((binary, text, text, binary, binary, text, binary)):
+        x = np.full((2, 2), i, np.float32)
+        sent[i] = (h, x)
+        plane.infer(h + x.tobytes(), len(h), i)
+    assert sorted(plane._layouts) == sorted([binary, text])
+    for i, (h, x) in sent.items():
+        reply = answers[i]
+        assert isinstance(reply, tuple), reply
+        body, json_length = reply
+        if h == binary:
+            assert json_length is not None and body[json_length:] == x.tobytes(), i
+        else:
+            assert json_length is None, i
+            (output,) = json.loads(body)["outputs"]
+            assert output["data"] == x.ravel().tolist(), i
+
+
 class _Echo:
     """A backend returning its input: ``x: [-1, 2]`` FP32 -> ``y``."""
 
