@@ -8,7 +8,7 @@ unpacks it to ``$INFERPLANE_CACHE/compiled/<key>``, keyed by the digest of those
 directory first on ``PYTHONPATH`` and ``inferplane`` imports the compiled modules; the checkout
 itself never holds an extension module, so an edited source can never hide behind a stale one.
 
-``python -m tests.compiled`` prints the directory (building it the first time, about a minute):
+``python -m tests.compiled`` prints the directory (building it the first time, about 20 s):
 ``scripts/test.sh`` runs ``tests/serving`` against it, and ``tests/bench/serving.py --compiled``
 measures it.
 """
