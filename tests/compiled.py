@@ -9,8 +9,8 @@ directory first on ``PYTHONPATH`` and ``inferplane`` imports the compiled module
 itself never holds an extension module, so an edited source can never hide behind a stale one.
 
 ``python -m tests.compiled`` prints the directory (building it the first time, about 20 s):
-``scripts/test.sh`` runs ``tests/serving`` against it, and ``tests/bench/serving.py --compiled``
-measures it.
+``scripts/test.sh`` runs ``tests/serving`` against it, and ``tests/bench/serving.py`` measures
+it (its server side, unless ``--python``).
 """
 
 from __future__ import annotations
