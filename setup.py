@@ -12,6 +12,7 @@ for the tests and the benchmarks.
 from __future__ import annotations
 
 import os
+import sys
 
 from setuptools import setup
 
@@ -30,6 +31,11 @@ def ext_modules() -> list[object]:
         raise SystemExit(f"INFERPLANE_MYPYC must be 0 or 1, not {flag!r}")
     if flag == "0":
         return []
+    if "editable_wheel" in sys.argv:
+        raise SystemExit(
+            "INFERPLANE_MYPYC=1 does not apply to an editable install: the compiled modules would "
+            "shadow the sources being edited (build a wheel, or use python -m tests.compiled)"
+        )
     from mypyc.build import mypycify
 
     # The same compiled code wherever it is built: mypy reads no config file (the project's
