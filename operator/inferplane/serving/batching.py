@@ -53,8 +53,7 @@ Deliver = Callable[[list[Any], list[int], Outcome], None]
 
 class _Item:
     """One queued request. A plain class, not a dataclass: compiled (setup.py), a dataclass is
-    a Python class again (eight times the cost of building one) and its fields are Python
-    attribute lookups."""
+    a Python class again, built and read through Python attribute lookups."""
 
     __slots__ = ("alone", "enqueued", "key", "payload", "rows", "size", "token")
 

@@ -32,6 +32,7 @@ Reply = tuple[bytes, int | None]
 
 _Layout = tuple[int, protocol.InferRequest, int, tuple[Any, ...]]
 """A cached layout: the body's length, the request template, its rows and batch key."""
+
 Answer = Callable[[list[Any], "list[Reply | errors.InferplaneError]"], None]
 """Where replies go: requests' tokens (given to ``infer``) and each one's reply or error, a
 batch at a time; every request is answered exactly once."""
