@@ -41,8 +41,12 @@ def ext_modules() -> list[object]:
     # The same compiled code wherever it is built: mypy reads no config file (the project's
     # pydantic plugin) and no installed package (a pip build environment may or may not see the
     # outer environment's), so every third-party name is typed as Any.
-    options = ["--config-file=", "--no-site-packages", "--ignore-missing-imports"]
-    options.append("--python-version=3.11")
+    options = [
+        "--config-file=",
+        "--no-site-packages",
+        "--ignore-missing-imports",
+        "--python-version=3.11",
+    ]
     return mypycify([*options, *COMPILED], opt_level="3", group_name="inferplane_serving")
 
 

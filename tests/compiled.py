@@ -15,7 +15,6 @@ it (its server side, unless ``--python``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from tests.cluster.build import cache_root, locked
-from tests.images.build import source_files
+from tests.images.build import files_key, source_files
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEP = 3
@@ -36,11 +35,7 @@ KEEP_S = 4 * 3600
 
 
 def key(root: Path = ROOT) -> str:
-    digest = hashlib.sha256(f"{sys.version_info[:2]}".encode())
-    for relative in source_files(root):
-        digest.update(str(relative).encode() + b"\0")
-        digest.update(hashlib.sha256((root / relative).read_bytes()).digest())
-    return digest.hexdigest()[:12]
+    return files_key([str(sys.version_info[:2])], source_files(root), root)
 
 
 def compiled_dir() -> Path:

@@ -169,15 +169,22 @@ def source_files(root: Path = ROOT) -> list[Path]:
     return files
 
 
-def image_key(image: Image, base_key: str, root: Path = ROOT) -> str:
-    """The digest of everything that goes into ``image`` (12 hex digits)."""
+def files_key(parts: Iterable[str], files: Iterable[Path], root: Path = ROOT) -> str:
+    """The digest (12 hex digits) of ``parts`` and of ``files`` under ``root``, names and
+    contents."""
     digest = hashlib.sha256()
-    for part in (image.name, json.dumps(dict(image.build_args), sort_keys=True), base_key):
+    for part in parts:
         digest.update(part.encode() + b"\0")
-    for relative in [image.dockerfile.relative_to(ROOT), *source_files(root)]:
+    for relative in files:
         digest.update(str(relative).encode() + b"\0")
         digest.update(hashlib.sha256((root / relative).read_bytes()).digest())
     return digest.hexdigest()[:12]
+
+
+def image_key(image: Image, base_key: str, root: Path = ROOT) -> str:
+    """The digest of everything that goes into ``image`` (12 hex digits)."""
+    parts = (image.name, json.dumps(dict(image.build_args), sort_keys=True), base_key)
+    return files_key(parts, [image.dockerfile.relative_to(ROOT), *source_files(root)], root)
 
 
 # ---- wheels ------------------------------------------------------------------------------------
@@ -274,7 +281,8 @@ def bud_command(
 
 def _build(
     image: Image,
-    bases: tuple[base_mod.Base, base_mod.Base | None],
+    base: base_mod.Base,
+    builder: base_mod.Base | None,
     key: str,
     log: Path,
     root: Path,
@@ -287,7 +295,6 @@ def _build(
     if no_cache or not tools.image_exists(local):
         ensure_wheels(image.extras(), log)
         tools.say(f"{image.name}: building {reference} (key {key})")
-        base, builder = bases
         command = bud_command(
             image,
             base.image,
@@ -391,7 +398,7 @@ def ensure(
             own = builder if image.compiled else None
             key = image_key(image, base.key + (f"+{own.key}" if own else ""), root)
             cached = None if no_cache else _cached(image, key)
-            result[image.name] = cached or _build(image, (base, own), key, log, root, no_cache)
+            result[image.name] = cached or _build(image, base, own, key, log, root, no_cache)
     return result
 
 
